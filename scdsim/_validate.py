@@ -1,0 +1,172 @@
+"""Input checks: the one place that raises on bad probabilities, shapes and parameters.
+
+Every public function validates its arguments here once, at the boundary; the kernels behind
+it assume clean input. The checks work on any array namespace that ``array_api_compat`` knows
+(NumPy, PyTorch), so the real-model engine validates torch tensors with the same code.
+
+Tolerance: a probability row must sum to 1 within ``PROB_ATOL`` (1e-6 in float64, 1e-4 for
+float32/float16 inputs, whose rounding is coarser). Entries must be finite and >= 0.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import array_api_compat
+import numpy as np
+
+PROB_ATOL = 1e-6
+PROB_ATOL_LOW_PRECISION = 1e-4
+
+__all__ = [
+    "PROB_ATOL",
+    "as_prob",
+    "as_pair",
+    "check_logits",
+    "check_int",
+    "check_real",
+    "check_unit_interval",
+    "check_choice",
+    "namespace",
+]
+
+
+def namespace(*arrays):
+    """Return the array-API namespace shared by ``arrays`` (NumPy for lists/scalars)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def _to_array(x, name):
+    if isinstance(x, (list, tuple, numbers.Number)):
+        x = np.asarray(x, dtype=np.float64)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name} must be an array of probabilities, got {type(x).__name__}")
+    xp = namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        if xp.isdtype(x.dtype, ("integral", "bool")):
+            x = xp.astype(x, xp.float64)
+        else:
+            raise TypeError(f"{name} must have a real floating dtype, got {x.dtype}")
+    return x
+
+
+def _tolerance(x) -> float:
+    xp = namespace(x)
+    return PROB_ATOL if x.dtype == xp.float64 else PROB_ATOL_LOW_PRECISION
+
+
+def as_prob(x, name: str = "probs", *, min_ndim: int = 1):
+    """Validate a probability array ``(..., V)`` and return it as an array.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: no vocabulary axis, empty vocabulary, NaN/inf, negative entries, or a
+        row whose sum differs from 1 by more than the tolerance (the worst row is reported).
+    TypeError
+        If ``x`` is not array-like or not of a real dtype.
+    """
+    x = _to_array(x, name)
+    xp = namespace(x)
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} axis (vocabulary last), got shape {tuple(x.shape)}")
+    if x.ndim >= 1 and x.shape[-1] == 0:
+        raise ValueError(f"{name} has an empty vocabulary axis (shape {tuple(x.shape)})")
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    if bool(xp.any(x < 0)):
+        raise ValueError(f"{name} has negative entries (min {float(xp.min(x)):.3g})")
+    if x.ndim >= 1:
+        err = xp.abs(xp.sum(x, axis=-1) - 1.0)
+        worst = float(xp.max(err)) if err.ndim else float(err)
+        if worst > _tolerance(x):
+            raise ValueError(
+                f"{name} rows must sum to 1 within {_tolerance(x):g}; worst row is off by {worst:.3g}"
+            )
+    return x
+
+
+def as_pair(target, draft, names=("target", "draft")):
+    """Validate a (target, draft) pair of probability arrays with matching vocabularies.
+
+    Leading (batch) axes must broadcast; the vocabulary axis must be equal.
+    """
+    p = as_prob(target, names[0])
+    q = as_prob(draft, names[1])
+    if p.shape[-1] != q.shape[-1]:
+        raise ValueError(
+            f"vocabulary mismatch: {names[0]} has V={p.shape[-1]}, {names[1]} has V={q.shape[-1]}"
+        )
+    try:
+        np.broadcast_shapes(tuple(p.shape), tuple(q.shape))
+    except ValueError:
+        raise ValueError(
+            f"shape mismatch: {names[0]} {tuple(p.shape)} and {names[1]} {tuple(q.shape)} do not broadcast"
+        ) from None
+    xp = namespace(p, q)
+    if p.dtype != q.dtype:
+        dt = xp.result_type(p.dtype, q.dtype)
+        p, q = xp.astype(p, dt), xp.astype(q, dt)
+    return p, q
+
+
+def check_logits(x, name: str = "logits"):
+    """Validate logits ``(..., V)``: real floats, no NaN, no +inf (-inf masks a token)."""
+    x = _to_array(x, name)
+    xp = namespace(x)
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty vocabulary axis, got shape {tuple(x.shape)}")
+    if bool(xp.any(xp.isnan(x))):
+        raise ValueError(f"{name} contains NaN")
+    if bool(xp.any(x == math.inf)):
+        raise ValueError(f"{name} contains +inf")
+    if bool(xp.any(xp.all(x == -math.inf, axis=-1))):
+        raise ValueError(f"{name} has a row where every token is -inf (empty support)")
+    return x
+
+
+def check_int(value, name: str, *, minimum: int | None = None, allow_none: bool = False):
+    """Validate an integer parameter (bools are rejected), optionally ``>= minimum``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_real(value, name: str, *, low=None, high=None, low_open=False, high_open=False,
+               allow_none: bool = False):
+    """Validate a finite real scalar within optional bounds (open or closed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(
+            f"{name} must lie in {lo}{'-inf' if low is None else low}, "
+            f"{'inf' if high is None else high}{hi}, got {value}"
+        )
+    return value
+
+
+def check_unit_interval(value, name: str, **kw):
+    """Validate a scalar in [0, 1] (e.g. an acceptance rate alpha)."""
+    return check_real(value, name, low=0.0, high=1.0, **kw)
+
+
+def check_choice(value, name: str, choices):
+    """Validate that ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)!r}, got {value!r}")
+    return value
