@@ -1,0 +1,308 @@
+"""The table printed by ``scdsim theory``: every checkable number of the reference, recomputed.
+
+Each row names its source (a paper table or a derivation in theory.md §7), the expected value,
+the value scdsim computes, the tolerance and pass/fail. Expected values are typed from the
+reference, never from this code's output. A row whose computation raises is reported as failed
+with the error, not hidden.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Check", "foundation_checks", "sequence_checks", "run_checks", "format_table"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row: ``computed()`` must be within ``tol`` of ``expected``."""
+
+    section: str
+    name: str
+    expected: float
+    computed: Callable[[], float]
+    tol: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Row:
+    section: str
+    name: str
+    expected: float
+    value: float
+    tol: float
+    source: str
+    passed: bool
+    error: str = ""
+
+
+def _p(*x):
+    return np.array(x, dtype=np.float64)
+
+
+# Leviathan letters: P = target, Q = draft. theory.md §7.2/§7.4/§7.5 state pairs in Yin letters
+# (p = draft, q = target); they are converted once here.
+_DRAFT3, _TARGET3 = _p(0.5, 0.3, 0.2), _p(0.2, 0.3, 0.5)
+_DRAFT4, _TARGET4 = _p(0.4, 0.3, 0.2, 0.1), _p(0.1, 0.2, 0.3, 0.4)
+
+
+def _ber(b):
+    return _p(1 - b, b)
+
+
+def foundation_checks() -> list[Check]:
+    """Rows for theory.md §7.1, 7.2, 7.4, 7.5, 7.6 and the one-step LPs (Yin Thms 2, 5)."""
+    import scdsim
+    from scdsim import cost, rules
+    from scdsim.exact import lp
+
+    rows: list[Check] = []
+    add = rows.append
+
+    # §7.1 Leviathan Table 1 (c = c_hat = 0) -- paper numbers, 2 decimals
+    for a, g, ops, sp in [(0.6, 2, 1.53, 1.96), (0.7, 3, 1.58, 2.53), (0.8, 2, 1.23, 2.44),
+                          (0.8, 5, 1.63, 3.69), (0.9, 2, 1.11, 2.71), (0.9, 10, 1.60, 6.86)]:
+        add(Check("7.1", f"Table 1 speed a={a} g={g}", sp,
+                  lambda a=a, g=g: float(cost.speedup(a, g, 0.0)), 0.005 + 1e-9,
+                  "Leviathan Table 1"))
+        add(Check("7.1", f"Table 1 ops a={a} g={g}", ops,
+                  lambda a=a, g=g: float(cost.operations(a, g, 0.0)), 0.005 + 1e-9,
+                  "Leviathan Table 1"))
+    # §7.1 Table 4 "Exp" (within 0.07: printed alpha and c are rounded)
+    t4 = [(0.75, 7, 0.02, 3.2), (0.8, 7, 0.04, 3.3), (0.82, 7, 0.11, 2.5), (0.62, 7, 0.02, 2.3),
+          (0.68, 5, 0.04, 2.4), (0.71, 3, 0.11, 2.0), (0.65, 5, 0.02, 2.4), (0.73, 5, 0.04, 2.6),
+          (0.74, 3, 0.11, 2.0), (0.53, 5, 0.02, 1.9), (0.55, 3, 0.04, 1.8), (0.56, 3, 0.11, 1.6)]
+    for i, (a, g, c, exp) in enumerate(t4):
+        add(Check("7.1", f"Table 4 Exp row {i + 1} (a={a} g={g} c={c})", exp,
+                  lambda a=a, g=g, c=c: float(cost.speedup(a, g, c)), 0.07, "Leviathan Table 4"))
+    add(Check("7.1", "bigram EnDe a=0.2 g=3 c=0", 1.25, lambda: float(cost.speedup(0.2, 3, 0.0)),
+              0.005, "Leviathan §3.6 '1.25X'"))
+    for a, exp in [(0.75, 3.3), (0.80, 3.9), (0.87, 4.9)]:
+        add(Check("7.1", f"argmax lenience a={a} g=8 c=0.015", exp,
+                  lambda a=a: float(cost.speedup(a, 8, 0.015)), 0.05, "Leviathan App. A.5"))
+    add(Check("7.1", "Cor 3.9 (1+a)/(1+c), a=0.5 c=0.1", 1.363636,
+              lambda: float(cost.speedup(0.5, 1, 0.1)), 1e-6, "Leviathan Cor 3.9"))
+    opt = {0.01: [(0.5, 5, 1.875), (0.6, 7, 2.297), (0.7, 9, 2.972), (0.8, 14, 4.232),
+                  (0.9, 24, 7.486), (0.95, 40, 12.542)],
+           0.05: [(0.5, 3, 1.630), (0.6, 4, 1.921), (0.7, 6, 2.353), (0.8, 8, 3.092),
+                  (0.9, 13, 4.674), (0.95, 21, 6.600)],
+           0.1: [(0.5, 2, 1.458), (0.6, 3, 1.674), (0.7, 4, 1.981), (0.8, 6, 2.470),
+                 (0.9, 10, 3.431), (0.95, 15, 4.479)]}
+    for c, entries in opt.items():
+        for a, g, sp in entries:
+            add(Check("7.1", f"optimal gamma a={a} c={c}", g,
+                      lambda a=a, c=c: float(cost.optimal_gamma(a, c)[0]), 0.0, "theory.md §7.1 [D]"))
+            add(Check("7.1", f"optimal speedup a={a} c={c}", sp,
+                      lambda a=a, c=c: float(cost.optimal_gamma(a, c)[1]), 0.0005 + 1e-9,
+                      "theory.md §7.1 [D]"))
+    for l, al in [(1.0, 0.70), (0.5, 0.90), (0.3, 1.00), (0.1, 1.00)]:
+        add(Check("7.1", f"lenience alpha l={l}", al,
+                  lambda l=l: float(scdsim.acceptance_prob(rules.lenient(l), _TARGET3, _DRAFT3)),
+                  1e-12, "theory.md §7.1 [D]"))
+
+    # §7.2 single-step identities
+    add(Check("7.2", "TV (.2,.3,.5) vs (.5,.3,.2)", 0.3, lambda: float(scdsim.tv(_TARGET3, _DRAFT3)),
+              1e-12, "theory.md §7.2"))
+    add(Check("7.2", "residual[2] (3-token)", 1.0, lambda: float(scdsim.residual(_TARGET3, _DRAFT3)[2]),
+              1e-12, "theory.md §7.2"))
+    add(Check("7.2", "TV 4-token pair", 0.4, lambda: float(scdsim.tv(_TARGET4, _DRAFT4)), 1e-12,
+              "theory.md §7.2"))
+    add(Check("7.2", "residual[3] (4-token)", 0.75, lambda: float(scdsim.residual(_TARGET4, _DRAFT4)[3]),
+              1e-12, "theory.md §7.2"))
+    add(Check("7.2", "lossless step law == target (max err)", 0.0,
+              lambda: float(np.abs(scdsim.step_law(rules.lossless, _TARGET4, _DRAFT4) - _TARGET4).max()),
+              1e-12, "Leviathan App. A.1"))
+    add(Check("Thm2", "LP min rejection of unbiased rules == TV", 0.4,
+              lambda: float(lp.rejection_lower_bound(_TARGET4, _DRAFT4)), 1e-9, "Yin Thm 2"))
+
+    # §7.4 Pareto: rejection and optimal bias, and UNO's bias
+    ex1 = [("additive", 0.0, 0.3, 0.0, 0.15), ("additive", 0.1, 0.2, 0.1, 0.20),
+           ("additive", 0.2, 0.1, 0.2, 0.25), ("additive", 0.4, 0.0, 0.3, 0.30),
+           ("ratio", 0.1, 0.25, 0.05, 0.175), ("ratio", 0.4, 0.1, 0.2, 0.25)]
+    ex2 = [("additive", 0.1, 0.2, 0.2, 0.26), ("additive", 0.2, 0.1, 0.3, 0.33),
+           ("ratio", 0.1, 0.33, 0.07, 0.169), ("ratio", 0.4, 0.14, 0.26, 0.302)]
+    for label, (P, Q, table) in {"ex1": (_TARGET3, _DRAFT3, ex1), "ex2": (_TARGET4, _DRAFT4, ex2)}.items():
+        for form, eps, rej, bias, uno in table:
+            opt_r = rules.over_accept(eps, form=form, resample="optimal")
+            uno_r = rules.over_accept(eps, form=form, resample="target")
+            add(Check("7.4", f"{label} {form} eps={eps} P(reject)", rej,
+                      lambda r=opt_r, P=P, Q=Q: float(scdsim.rejection_prob(r, P, Q)), 1e-12, "Yin Thm 5"))
+            add(Check("7.4", f"{label} {form} eps={eps} OPT bias", bias,
+                      lambda r=opt_r, P=P, Q=Q: float(scdsim.tv(scdsim.step_law(r, P, Q), P)), 1e-12,
+                      "Yin Thm 4"))
+            add(Check("7.4", f"{label} {form} eps={eps} UNO bias", uno,
+                      lambda r=uno_r, P=P, Q=Q: float(scdsim.tv(scdsim.step_law(r, P, Q), P)), 1e-12,
+                      "theory.md §7.4 [D]"))
+    add(Check("7.4", "LP Pareto front == line rejection + bias = TV (max dev)", 0.0,
+              lambda: float(np.abs(_front_dev(lp, _TARGET4, _DRAFT4))), 1e-7, "Yin Thm 5 by LP"))
+
+    # §7.5 multi-draft acceptance at one position
+    cases = {
+        "Ber(.2)->Ber(.6)": (_ber(0.6), _ber(0.2), [.6, .68, .744, .7952, .83616], [.6, .76, .888, .9904, 1.0],
+                             [.6, .708062, .789674, .850077, .894194]),
+        "Ber(.5)->Ber(.9)": (_ber(0.9), _ber(0.5), [.6, .8, .9, .95, .975], [.6, .85, .975, 1.0, 1.0],
+                             [.6, .815037, .915573, .961838, .982868]),
+        "Ber(.7)->Ber(.3)": (_ber(0.3), _ber(0.7), [.6, .72, .804, .8628, .90396], [.6, .81, .957, 1.0, 1.0],
+                             [.6, .75, .846578, .907290, .944727]),
+        "3-token": (_TARGET3, _DRAFT3, [.7, .76, .808, .8464, .87712], [.7, .86, .988, 1.0, 1.0],
+                    [.7, .791355, .858519, .906007, .938730]),
+        "4-token": (_TARGET4, _DRAFT4, [.6, .72, .768, .7912, .81208], [.6, .79, .871, .9439, 1.0],
+                    [.6, .75, .793950, .831438, .863053]),
+    }
+    for label, (P, Q, rrs, optv, ks) in cases.items():
+        for M in range(1, 6):
+            add(Check("7.5", f"{label} RRS M={M}", rrs[M - 1],
+                      lambda P=P, Q=Q, M=M: float(scdsim.acceptance_prob(rules.recursive(M), P, Q)), 1e-9,
+                      "theory.md §7.5 [D]"))
+            add(Check("7.5", f"{label} OPT M={M}", optv[M - 1],
+                      lambda P=P, Q=Q, M=M: float(scdsim.acceptance_prob(rules.optimal(M), P, Q)), 1e-9,
+                      "theory.md §7.5 [D]"))
+            add(Check("7.5", f"{label} k-SEQ M={M}", ks[M - 1],
+                      lambda P=P, Q=Q, M=M: float(scdsim.acceptance_prob(rules.kseq(M), P, Q)), 5e-7,
+                      "theory.md §7.5 [D]"))
+    for M in (2, 3):
+        add(Check("7.5", f"OPT closed form == LP (4-token, M={M})", 0.0,
+                  lambda M=M: float(abs(lp.optimal_acceptance_lp(_TARGET4, _DRAFT4, M)
+                                        - scdsim.acceptance_prob(rules.optimal(M), _TARGET4, _DRAFT4))),
+                  1e-8, "min-cut vs LP"))
+    bi = {2: [.25, .375, .4375, .46875], 4: [.1875, .328125, .433594, .512695],
+          8: [.109375, .205078, .288818, .362091], 16: [.058594, .113525, .165024, .213304],
+          32: [.030273, .059601, .088012, .115535]}
+    for V, vals in bi.items():
+        P = np.zeros(V)
+        P[0] = 1.0
+        Q = np.full(V, 1.0 / V)
+        for M, v in zip(range(2, 6), vals):
+            add(Check("7.5", f"uniform V={V} BI_{M}", v,
+                      lambda P=P, Q=Q, M=M: float(scdsim.tv(P, Q) - scdsim.rejection_prob(rules.recursive(M), P, Q)),
+                      5e-7, "theory.md §7.5 [D]"))
+
+    # §7.6 contrastive decoding and the SCD step
+    se, sa = _p(2, 1.5, 0.3, -1, -3), _p(1, 1.8, 0.5, -0.5, -2)
+    for beta, law in [(0.5, (0.705768, 0.223472, 0.070760)), (1.0, (0.819456, 0.135455, 0.045089)),
+                      (0.0, (0.558905, 0.338993, 0.102103))]:
+        for i, v in enumerate(law):
+            add(Check("7.6", f"O'Brien CD beta={beta} p[{i}]", v,
+                      lambda beta=beta, i=i: float(scdsim.contrastive(se, sa, 0.1, beta)[i]), 5e-7,
+                      "theory.md §7.6 [D]"))
+        add(Check("7.6", f"O'Brien CD beta={beta} mass outside mask", 0.0,
+                  lambda beta=beta: float(scdsim.contrastive(se, sa, 0.1, beta)[3:].sum()), 0.0,
+                  "plausibility mask"))
+    from scdsim.contrast import contrastive_scores
+
+    for tau, sc in [(1.0, (0.7993, -0.5007, -0.4007)), (0.5, (1.2392, -0.8608, 0.5392))]:
+        for i, v in enumerate(sc):
+            add(Check("7.6", f"Li CD tau={tau} score[{i}]", v,
+                      lambda tau=tau, i=i: float(contrastive_scores(se, sa, 0.1, 1.0, tau, form="ratio")[i]),
+                      5e-5, "theory.md §7.6 [D]"))
+    cd = lambda: scdsim.contrastive(se, sa, 0.1, 0.5)  # noqa: E731
+    am = np.exp(sa - np.log(np.exp(sa).sum()))
+    add(Check("7.6", "SCD step lambda = sum min(P_cd, p_amateur)", 0.537838,
+              lambda: float(scdsim.overlap(cd(), am)), 5e-7, "theory.md §7.6 [D]"))
+    add(Check("7.6", "SCD residual[0]", 1.0, lambda: float(scdsim.residual(cd(), am)[0]), 1e-12,
+              "theory.md §7.6 [D]"))
+    for lam, g, c, scd, always, sd in [(0.8, 4, 0.1, 2.3329, 2.2411, 2.4011), (0.7, 4, 0.1, 1.9474, 1.8487, 1.9808),
+                                       (0.6, 3, 0.05, 1.8746, 1.8133, 1.8922), (0.9, 5, 0.02, 4.2144, 4.1836, 4.2596)]:
+        add(Check("7.6", f"SCD speedup (reconstructed) lam={lam} g={g} c={c}", scd,
+                  lambda lam=lam, g=g, c=c: float(cost.scd_speedup(lam, g, c)), 5e-5, "theory.md §2 [R]"))
+        add(Check("7.6", f"SCD speedup, amateur always g+1, lam={lam}", always,
+                  lambda lam=lam, g=g, c=c: float(cost.scd_speedup(lam, g, c, amateur="always")), 5e-5,
+                  "theory.md §2 [R]"))
+        add(Check("7.6", f"SD speedup lam={lam} g={g} c={c}", sd,
+                  lambda lam=lam, g=g, c=c: float(cost.speedup(lam, g, c)), 5e-5, "Leviathan Thm 3.8"))
+    return rows
+
+
+def _front_dev(lp, P, Q):
+    front = lp.pareto_front(P, Q, n=11)
+    line = np.maximum(0.0, front.tv - front.rejection)
+    return np.max(np.abs(front.bias - line))
+
+
+def sequence_checks(mc_runs: int = 20_000, seed: int = 0) -> list[Check]:
+    """Rows for theory.md §7.3 (Yin Thm 1 chain), the batch table, and exact-vs-Monte-Carlo agreement."""
+    from scdsim import chains, rules
+    from scdsim import exact as X
+
+    pair = chains.yin_example()
+    rows: list[Check] = []
+    add = rows.append
+    add(Check("7.3", "E[N_rej] lossless, draft to horizon (Yin Thm 1)", 1.0514,
+              lambda: X.expected_rejections(pair, rules.lossless, 4), 1e-12, "theory.md §7.3 [D]"))
+    add(Check("7.3", "Thm 1 closed form (target prefixes)", 1.0514,
+              lambda: X.expected_rejections_theorem1(pair, 4), 1e-12, "Yin Thm 1"))
+    for i, v in enumerate((0.4073, 0.3284, 0.2643)):
+        add(Check("7.3", f"x_4 marginal[{i}]", v,
+                  lambda i=i: float(X.output_marginals(pair, rules.lossless, 4)[3, i]), 5e-5, "theory.md §7.3"))
+    add(Check("7.3", "joint law TV to target, lossless (V^T = 81)", 0.0,
+              lambda: X.joint_tv_to_target(pair, rules.lossless, 4), 1e-12, "Leviathan App. A.1"))
+    for M, v in [(1, 1.051400), (2, 0.926388), (3, 0.842704), (4, 0.785812), (5, 0.746647), (8, 0.686725),
+                 (16, 0.654367), (64, 0.651050)]:
+        add(Check("7.3", f"batch variant A (first-position) M={M}", v,
+                  lambda M=M: X.expected_rejections(pair, rules.recursive(M), 4, batch="first"), 5e-7,
+                  "theory.md §1.6/§7.3 [D]"))
+    add(Check("7.3", "batch variant A, M -> infinity limit", 0.651050,
+              lambda: X.expected_rejections_batch_limit(pair, 4), 5e-7, "theory.md §1.6 [D]"))
+    for M, v, se in [(2, 0.8888, 0.0055), (4, 0.6970, 0.0048), (5, 0.6400, 0.0045)]:
+        add(Check("7.3", f"batch variant B (tree) M={M}, exact vs reference MC", v,
+                  lambda M=M: X.expected_rejections(pair, rules.recursive(M), 4, batch="tree"), 4 * se,
+                  "theory.md §7.3 MC (4 SE)"))
+    add(Check("7.3", "tree variant unbiased: joint TV to target, M=3", 0.0,
+              lambda: X.joint_tv_to_target(pair, rules.recursive(3), 4, batch="tree"), 1e-12, "[D]"))
+
+    try:
+        from scdsim.montecarlo import simulate
+    except ImportError:  # pragma: no cover - reported as a failed row
+        simulate = None
+
+    def mc_z(rule, gamma, batch):
+        def f():
+            exact = X.expected_rejections(pair, rule, 4, gamma=gamma, batch=batch)
+            res = simulate(pair, rule, 4, gamma=gamma, runs=mc_runs, rng=seed, batch=batch)
+            return abs(res.mean_rejections - exact) / max(res.sem_rejections, 1e-300)
+        return f
+
+    for rule, gamma, batch in [(rules.lossless, None, "first"), (rules.lossless, 2, "first"),
+                               (rules.recursive(3), None, "first"), (rules.recursive(3), None, "tree"),
+                               (rules.kseq(3), 2, "first"), (rules.over_accept(0.2), None, "first")]:
+        add(Check("MC", f"|MC - exact| / SE, {rule.name} gamma={gamma} batch={batch}", 0.0,
+                  mc_z(rule, gamma, batch), 4.0, f"Monte Carlo, {mc_runs} runs, seed {seed}"))
+    return rows
+
+
+def run_checks(checks, progress=False) -> list[Row]:
+    """Evaluate every check; an exception becomes a failed row carrying the error."""
+    out = []
+    it = checks
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(checks, desc="checks", leave=False)
+    for c in it:
+        try:
+            v = float(c.computed())
+            ok = math.isfinite(v) and abs(v - c.expected) <= c.tol
+            out.append(Row(c.section, c.name, c.expected, v, c.tol, c.source, ok))
+        except Exception as e:  # noqa: BLE001 - report, never hide
+            out.append(Row(c.section, c.name, c.expected, float("nan"), c.tol, c.source, False,
+                           f"{type(e).__name__}: {e}"))
+    return out
+
+
+def format_table(rows: list[Row]) -> str:
+    """Plain-text table: section, check, expected, computed, tolerance, pass/fail, source."""
+    head = f"{'sec':<5} {'check':<58} {'expected':>11} {'computed':>14} {'tol':>8}  {'':4} source"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        comp = f"{r.value:14.6f}" if math.isfinite(r.value) else f"{'error':>14}"
+        lines.append(f"{r.section:<5} {r.name[:58]:<58} {r.expected:11.6f} {comp} {r.tol:8.1g}  "
+                     f"{'PASS' if r.passed else 'FAIL'} {r.source}" + (f"  [{r.error}]" if r.error else ""))
+    n_pass = sum(r.passed for r in rows)
+    lines.append("-" * len(head))
+    lines.append(f"{n_pass} passed, {len(rows) - n_pass} failed")
+    return "\n".join(lines)
