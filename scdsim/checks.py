@@ -255,6 +255,30 @@ def sequence_checks(mc_runs: int = 20_000, seed: int = 0) -> list[Check]:
     add(Check("7.3", "tree variant unbiased: joint TV to target, M=3", 0.0,
               lambda: X.joint_tv_to_target(pair, rules.recursive(3), 4, batch="tree"), 1e-12, "[D]"))
 
+    # Yin Fig. 3 batch-improvement curves, through the sequence engine at one position, against the
+    # closed forms of theory.md §1.6 (Yin letters: draft Ber(a), target Ber(b), b > a):
+    # BI_M = (b - a)(1 - (1 - a)^(M-1)); uniform draft on V vs delta_0: (1 - 1/V)(1 - (1 - 1/V)^(M-1))
+    ber = chains.bernoulli_pair(0.6, 0.2)
+    for M in (2, 3, 5, 8):
+        add(Check("Fig3", f"Bernoulli a=.2 b=.6 batch improvement M={M}", 0.4 * (1 - 0.8 ** (M - 1)),
+                  lambda M=M: float(X.batch_curve(ber, 1, [M])["improvement"][0]), 1e-12, "theory.md §1.6 [D]"))
+    for V in (4, 16):
+        uni = chains.uniform_pair(V)
+        for M in (2, 5):
+            add(Check("Fig3", f"uniform V={V} batch improvement M={M}",
+                      (1 - 1 / V) * (1 - (1 - 1 / V) ** (M - 1)),
+                      lambda uni=uni, M=M: float(X.batch_curve(uni, 1, [M])["improvement"][0]), 1e-12,
+                      "theory.md §1.6 [D]"))
+    dpair = chains.dirichlet_pair(20, 0.3, seed=3)
+    add(Check("rates", "stationary rejections/token vs E[N_rej](T=2000)/T, gamma=4", 0.0,
+              lambda: abs(X.stationary_rates(dpair, rules.lossless, gamma=4).rejections_per_token
+                          - X.expected_rejections(dpair, rules.lossless, 2000, gamma=4) / 2000), 1e-3,
+              "ergodic limit, O(1/T)"))
+    add(Check("rates", "stationary tokens/call vs T/E[calls](T=2000), gamma=4", 0.0,
+              lambda: abs(X.stationary_rates(dpair, rules.lossless, gamma=4).tokens_per_call
+                          - X.block_stats(dpair, rules.lossless, 2000, 4).tokens_per_call), 1e-2,
+              "ergodic limit, O(1/T)"))
+
     try:
         from scdsim.montecarlo import simulate
     except ImportError:  # pragma: no cover - reported as a failed row

@@ -549,7 +549,7 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     rej_rate = np.zeros(N)
     call_end = np.zeros(N)
     draft_pos = np.zeros(N)
-    Smap = pair.state_matrix()
+    Smap = pair.target.state_matrix()
     for srcs, dsts, W, rej, res in chain.operators(0):
         for i, d in zip(srcs, dsts):
             if W is not None:
