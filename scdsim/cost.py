@@ -1,0 +1,303 @@
+"""Walltime and arithmetic-cost models of speculative decoding (Leviathan et al. 2023, §3).
+
+Notation (Leviathan et al.)
+---------------------------
+``alpha``  acceptance rate ``E[beta] = 1 - E[TV(p, q)]`` (Cor. 3.6), in [0, 1]
+``gamma``  number of draft tokens per target call (``gamma = 0`` is plain decoding)
+``c``      cost coefficient: walltime of one draft run / one target run (Def. 3.7)
+``c_hat``  arithmetic operations per token of the draft / the target (Def. 3.10)
+``lam``    SCD's acceptance rate of amateur drafts against the contrastive law (theory.md §2)
+
+Every formula assumes, as the paper does, that the acceptances of the drafts of a block are
+i.i.d. with mean ``alpha`` ("capped geometric" number of tokens) and long generations;
+:func:`expected_tokens_positional` drops the i.i.d. part.
+
+Functions take Python/NumPy scalars or NumPy arrays (broadcast against each other). All-scalar
+input returns a Python ``float`` (``int`` for a gamma); any array input returns a NumPy array.
+
+:func:`scd_speedup` is **reconstructed** (theory.md §2 [R]): its cost model was not checked
+against the SCD paper's text.
+
+References
+----------
+Y. Leviathan, M. Kalman, Y. Matias, "Fast Inference from Transformers via Speculative
+Decoding", ICML 2023 (arXiv 2211.17192): Eq. (1), Theorem 3.8, Corollary 3.9, Theorem 3.11, §3.5.
+H. Yuan et al., "Speculative Contrastive Decoding", ACL 2024 (arXiv 2311.08981).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from scdsim._validate import check_choice, check_int, check_real
+
+__all__ = [
+    "expected_tokens",
+    "speedup",
+    "operations",
+    "optimal_gamma",
+    "OptimalGamma",
+    "expected_tokens_positional",
+    "scd_speedup",
+]
+
+# Relative tolerance under which two speedups count as a tie in optimal_gamma: mathematically
+# equal values can differ by a few ulps, and the smaller gamma must still win.
+_TIE_RTOL = 1e-12
+
+
+def _real_array(value, name, **bounds):
+    """Validate a real scalar or array parameter elementwise; return a float64 array.
+
+    The raising itself is left to ``check_real`` (called on the first offending element), so
+    messages match the scalar checks.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        for v in arr.flat:  # bools, complex, strings, objects: let check_real say what is wrong
+            check_real(v.item() if isinstance(v, np.generic) else v, name, **bounds)
+        arr = arr.astype(np.float64)
+    arr = arr.astype(np.float64, copy=False)
+    low, high = bounds.get("low"), bounds.get("high")
+    bad = ~np.isfinite(arr)
+    if low is not None:
+        bad |= arr <= low if bounds.get("low_open") else arr < low
+    if high is not None:
+        bad |= arr >= high if bounds.get("high_open") else arr > high
+    if bad.any():
+        check_real(float(arr[bad].flat[0]), name, **bounds)
+    return arr
+
+
+def _int_array(value, name, minimum):
+    """Validate an integer scalar or array parameter (bools and floats rejected)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        for v in arr.flat:  # bools and floats: check_int says what is wrong
+            check_int(v.item() if isinstance(v, np.generic) else v, name, minimum=minimum)
+        arr = arr.astype(np.int64)
+    bad = arr < minimum
+    if bad.any():
+        check_int(int(arr[bad].flat[0]), name, minimum=minimum)
+    return arr.astype(np.int64, copy=False)
+
+
+def _out(x, *inputs):
+    """A Python scalar when every input was a scalar, else an ndarray."""
+    if all(np.ndim(v) == 0 for v in inputs):
+        x = np.asarray(x)
+        return int(x) if x.dtype.kind in "iu" else float(x)
+    return np.asarray(x)
+
+
+def _tokens(a, g):
+    """Eq. (1) on validated arrays: ``(1 - a^(g+1)) / (1 - a)``, ``g + 1`` at ``a = 1``."""
+    with np.errstate(divide="ignore"):
+        log_a = np.log(a)  # -inf at a = 0 is fine: expm1(-inf) = -1
+    # -expm1((g+1) log a) is 1 - a^(g+1) without the cancellation near a = 1.
+    num = -np.expm1((g + 1) * log_a)
+    den = 1.0 - a
+    ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), g + 1.0)
+    # The exact value lies in [1, g + 1]; clipping removes last-ulp excursions (gamma = 0 -> 1).
+    return np.clip(ratio, 1.0, g + 1.0)
+
+
+def expected_tokens(alpha, gamma):
+    """Expected number of tokens emitted per target call, Leviathan Eq. (1).
+
+    Parameters
+    ----------
+    alpha : float or array in [0, 1]
+        Acceptance rate.
+    gamma : int or int array >= 0
+        Draft tokens per block.
+
+    Returns
+    -------
+    float or array: ``(1 - alpha^(gamma+1)) / (1 - alpha)``; its ``alpha -> 1`` limit
+    ``gamma + 1`` at ``alpha = 1``.
+
+    References
+    ----------
+    Leviathan et al. (2023), Eq. (1) (capped geometric variable, cap gamma + 1).
+    """
+    a = _real_array(alpha, "alpha", low=0.0, high=1.0)
+    g = _int_array(gamma, "gamma", 0)
+    return _out(_tokens(a, g), alpha, gamma)
+
+
+def speedup(alpha, gamma, c):
+    """Expected walltime improvement factor of speculative decoding, Leviathan Thm 3.8.
+
+    Parameters
+    ----------
+    alpha : float or array in [0, 1]
+        Acceptance rate.
+    gamma : int or int array >= 0
+        Draft tokens per block; ``gamma = 0`` is plain decoding (factor 1).
+    c : float or array >= 0
+        Draft/target walltime ratio.
+
+    Returns
+    -------
+    float or array: ``(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1))``.
+
+    References
+    ----------
+    Leviathan et al. (2023), Theorem 3.8; Corollary 3.9 is its ``gamma = 1`` value
+    ``(1 + alpha) / (1 + c)``.
+    """
+    a = _real_array(alpha, "alpha", low=0.0, high=1.0)
+    g = _int_array(gamma, "gamma", 0)
+    cc = _real_array(c, "c", low=0.0)
+    return _out(_tokens(a, g) / (g * cc + 1.0), alpha, gamma, c)
+
+
+def operations(alpha, gamma, c_hat):
+    """Expected factor of increase in total arithmetic operations, Leviathan Thm 3.11.
+
+    Parameters
+    ----------
+    alpha : float or array in [0, 1]
+        Acceptance rate.
+    gamma : int or int array >= 0
+        Draft tokens per block.
+    c_hat : float or array >= 0
+        Draft/target ratio of arithmetic operations per token.
+
+    Returns
+    -------
+    float or array: ``(1 - alpha)(gamma c_hat + gamma + 1) / (1 - alpha^(gamma+1))``.
+
+    References
+    ----------
+    Leviathan et al. (2023), Theorem 3.11.
+    """
+    a = _real_array(alpha, "alpha", low=0.0, high=1.0)
+    g = _int_array(gamma, "gamma", 0)
+    ch = _real_array(c_hat, "c_hat", low=0.0)
+    return _out((g * ch + g + 1.0) / _tokens(a, g), alpha, gamma, c_hat)
+
+
+class OptimalGamma(NamedTuple):
+    """Result of :func:`optimal_gamma` (unpacks as ``gamma, speedup``)."""
+
+    gamma: int | np.ndarray
+    speedup: float | np.ndarray
+
+
+def optimal_gamma(alpha, c, max_gamma=200):
+    """The integer ``gamma`` in ``1..max_gamma`` maximising the Thm 3.8 speedup.
+
+    Parameters
+    ----------
+    alpha : float or array in [0, 1]
+        Acceptance rate.
+    c : float or array >= 0
+        Draft/target walltime ratio.
+    max_gamma : int >= 1
+        Largest block length searched.
+
+    Returns
+    -------
+    OptimalGamma(gamma, speedup)
+        The smallest maximiser (values within a relative ``1e-12`` count as ties) and its
+        speedup; ints/floats for scalar input, arrays for array input.
+
+    References
+    ----------
+    Leviathan et al. (2023), §3.5 (optimal gamma, Fig. 3) and Theorem 3.8.
+    """
+    a = _real_array(alpha, "alpha", low=0.0, high=1.0)
+    cc = _real_array(c, "c", low=0.0)
+    max_gamma = check_int(max_gamma, "max_gamma", minimum=1)
+    a, cc = np.broadcast_arrays(a, cc)
+    g = np.arange(1, max_gamma + 1)
+    f = _tokens(a[..., None], g) / (g * cc[..., None] + 1.0)
+    best = f.max(axis=-1, keepdims=True)
+    idx = np.argmax(f >= best * (1.0 - _TIE_RTOL), axis=-1)  # first (smallest) near-maximiser
+    value = np.take_along_axis(f, idx[..., None], axis=-1)[..., 0]
+    return OptimalGamma(_out(idx + 1, alpha, c), _out(value, alpha, c))
+
+
+def expected_tokens_positional(alphas):
+    """Expected tokens per target call when acceptances are not i.i.d. across a block.
+
+    Parameters
+    ----------
+    alphas : array (..., gamma), entries in [0, 1]
+        ``alphas[..., k-1]`` is the probability that the k-th draft of a block is accepted
+        given that drafts ``1..k-1`` were. An empty last axis is plain decoding.
+
+    Returns
+    -------
+    float or array (...): ``1 + sum_k prod_{i <= k} alphas[i]`` (the bonus or recovered
+    token, plus each draft with the probability that it and all before it are accepted).
+
+    References
+    ----------
+    Generalises Leviathan et al. (2023), Eq. (1), which is the case of constant ``alphas``.
+    """
+    a = _real_array(alphas, "alphas", low=0.0, high=1.0)
+    if a.ndim < 1:
+        raise ValueError(f"alphas must have a block axis (last), got a scalar {float(a)}")
+    tokens = 1.0 + np.cumprod(a, axis=-1).sum(axis=-1)
+    return float(tokens) if a.ndim == 1 else tokens
+
+
+def scd_speedup(lam, gamma, c, amateur="on_full_accept", baseline="expert"):
+    """Speedup of speculative contrastive decoding -- **reconstructed** cost model.
+
+    SCD is lossless SD whose target is the contrastive law; ``lam`` is the amateur's acceptance
+    rate against it, so the tokens per expert call are Leviathan's Eq. (1) in ``lam``. The
+    amateur both drafts and supplies the contrast, which changes the cost per block:
+
+    ``amateur="on_full_accept"``
+        ``gamma`` amateur calls, plus one more only when all ``gamma`` drafts are accepted (the
+        bonus position needs the amateur's law too): cost ``1 + c gamma + c lam^gamma``.
+    ``amateur="always"``
+        ``gamma + 1`` amateur calls per block: cost ``1 + c (gamma + 1)``.
+
+    Parameters
+    ----------
+    lam : float or array in [0, 1]
+        Acceptance rate of amateur drafts against the contrastive target.
+    gamma : int or int array >= 0
+        Draft tokens per block.
+    c : float or array >= 0
+        Amateur/expert walltime ratio.
+    amateur : {"on_full_accept", "always"}
+        When the extra amateur call is made (see above).
+    baseline : {"expert", "cd"}
+        ``"expert"``: relative to expert-only decoding (cost 1 per token); ``"cd"``: relative to
+        non-speculative contrastive decoding (cost ``1 + c`` per token), i.e. times ``1 + c``.
+
+    Returns
+    -------
+    float or array: e.g. ``(1 - lam^(gamma+1)) / ((1 - lam)(1 + c gamma + c lam^gamma))``.
+
+    Notes
+    -----
+    Reconstructed in theory.md §2, not verified against Yuan et al.'s text; the two amateur
+    options bracket the plausible implementations.
+
+    References
+    ----------
+    Yuan et al. (2024), "expected acceleration factor" (reconstructed); Leviathan et al.
+    (2023), Eq. (1) and Theorem 3.8.
+    """
+    lm = _real_array(lam, "lam", low=0.0, high=1.0)
+    g = _int_array(gamma, "gamma", 0)
+    cc = _real_array(c, "c", low=0.0)
+    check_choice(amateur, "amateur", ("on_full_accept", "always"))
+    check_choice(baseline, "baseline", ("expert", "cd"))
+    if amateur == "on_full_accept":
+        cost = 1.0 + cc * g + cc * lm ** g  # numpy: 0.0 ** 0 == 1, the gamma = 0 extra call
+    else:
+        cost = 1.0 + cc * (g + 1.0)
+    value = _tokens(lm, g) / cost
+    if baseline == "cd":
+        value = value * (1.0 + cc)
+    return _out(value, lam, gamma, c)
