@@ -33,7 +33,6 @@ probability has a closed form, so it exposes ``rejection_prob`` and is marked no
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -439,6 +438,17 @@ def _to_numpy(x):
 OPTIMAL_MAX_V = 22
 
 
+def _subset_masses(x):
+    """``x(S)`` for all ``2^V`` subsets S of the vocabulary, by doubling: ``(..., 2^V)`` floats.
+
+    Memory is ``2^V`` per row (32 MB at V = 22), not a ``2^V x V`` mask matrix.
+    """
+    out = np.zeros(x.shape[:-1] + (1,))
+    for v in range(x.shape[-1]):
+        out = np.concatenate([out, out + x[..., v:v + 1]], axis=-1)
+    return out
+
+
 @dataclass(frozen=True)
 class _Optimal(Rule):
     """The optimal coupling of ``M`` i.i.d. drafts with the target (OTM-k; SpecTr, Khisti et al.).
@@ -465,9 +475,7 @@ class _Optimal(Rule):
             raise ValueError(
                 f"optimal(M) enumerates 2^V subsets; V={V} exceeds the limit {OPTIMAL_MAX_V}"
             )
-        masks = np.array(list(itertools.product((0.0, 1.0), repeat=V)))  # (2^V, V)
-        pS = np.einsum("...v,kv->...k", pn, masks)
-        qS = np.einsum("...v,kv->...k", qn, masks)
+        pS, qS = _subset_masses(pn), _subset_masses(qn)  # (..., 2^V)
         alpha = np.min(pS + 1.0 - qS**self.M, axis=-1)
         return np.clip(alpha, 0.0, 1.0)
 

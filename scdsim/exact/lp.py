@@ -14,8 +14,8 @@ with the closed forms used by the rest of the toolkit:
 
 - ``rejection_lower_bound``: min rejection over unbiased rules (``u + w = p``) = ``TV(p, q)``
   (Yin Thm 2).
-- ``pareto_front``: min bias ``TV(u + w, p)`` at each rejection level = ``max(0, TV - rho)``
-  (Yin Thms 4-5, the straight-line Pareto front).
+- ``minimum_bias`` / ``pareto_front``: min bias ``TV(u + w, p)`` at a rejection level /
+  on a grid of levels = ``max(0, TV - rho)`` (Yin Thms 4-5, the straight-line Pareto front).
 - ``front_gap``: how far a given single-draft rule lies above that front (closed form).
 - ``optimal_acceptance_lp``: the optimal M-draft coupling (SpecTr's OTM-k LP), whose value
   ``rules.optimal(M)`` gives by a min-cut closed form.
@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from scdsim import rules as _rules
-from scdsim._validate import as_pair, check_int
+from scdsim._validate import as_pair, check_int, check_unit_interval
 from scdsim.distributions import tv
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "rejection_lower_bound",
     "pareto_front",
     "front_gap",
+    "minimum_bias",
     "optimal_acceptance_lp",
 ]
 
@@ -63,6 +64,16 @@ def _rows(target, draft):
     lead = p.shape[:-1]
     V = p.shape[-1]
     return p.reshape(-1, V), q.reshape(-1, V), lead
+
+
+def _one_pair(target, draft, what):
+    """One validated float64 ``(V,)`` pair; ``what`` names the caller in the error."""
+    p, q = as_pair(target, draft)
+    if p.ndim != 1 or q.ndim != 1:
+        raise ValueError(
+            f"{what} takes one (V,) pair, got target {tuple(p.shape)} and draft {tuple(q.shape)}"
+        )
+    return _numpy64(p), _numpy64(q)
 
 
 def _shaped(values, lead):
@@ -171,8 +182,33 @@ def _min_bias_lp(p, q, rho):
     c = np.concatenate([np.zeros(2 * V), 0.5 * np.ones(V)])
     bounds = [(0.0, qi) for qi in q] + [(0.0, None)] * (2 * V)
     res = _solve(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds,
-                 what="pareto_front")
+                 what="minimum_bias")
     return res.fun
+
+
+def minimum_bias(target, draft, rejection):
+    """Least bias ``TV(output law, p)`` of any single-draft rule rejecting with prob. ``rejection``.
+
+    The LP behind ``pareto_front`` at one level: accepted mass ``u = q a`` in ``[0, q]`` with
+    ``sum u = 1 - rejection``, recovered mass ``w >= 0`` with ``sum w = rejection``.
+
+    Parameters
+    ----------
+    target, draft : array (V,)
+    rejection : float in [0, 1]
+
+    Returns
+    -------
+    float
+        The LP optimum, ``max(0, TV(p, q) - rejection)`` by Yin et al. Thm 5 (to ``LP_ATOL``).
+
+    References
+    ----------
+    Yin et al. 2024, Thms 4-5 (their q is our target ``p``).
+    """
+    p, q = _one_pair(target, draft, "minimum_bias")
+    rejection = check_unit_interval(rejection, "rejection")
+    return _min_bias_lp(p, q, rejection)
 
 
 def pareto_front(target, draft, n=51) -> ParetoFront:
@@ -199,13 +235,8 @@ def pareto_front(target, draft, n=51) -> ParetoFront:
     Yin et al. 2024, Thm 4 (optimal resampling law) and Thm 5 (linear Pareto front
     ``P(reject) + Loss*_TV = TV``); their q is our target ``p``.
     """
-    p, q = as_pair(target, draft)
-    if p.ndim != 1 or q.ndim != 1:
-        raise ValueError(
-            f"pareto_front takes one (V,) pair, got target {tuple(p.shape)} and draft {tuple(q.shape)}"
-        )
+    p, q = _one_pair(target, draft, "pareto_front")
     n = check_int(n, "n", minimum=3)
-    p, q = _numpy64(p), _numpy64(q)
     tv_value = float(tv(p, q))
     grid = _rejection_grid(tv_value, n)
     bias = [_min_bias_lp(p, q, rho) for rho in grid]
@@ -245,6 +276,7 @@ def front_gap(rule, target, draft) -> FrontGap:
     Returns
     -------
     FrontGap
+        NumPy float64 fields, floats for one ``(V,)`` pair.
 
     References
     ----------

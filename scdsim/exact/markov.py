@@ -500,7 +500,8 @@ def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
     ends = law.block_end_tokens
     pmf = ends / ends.sum()  # expected blocks emitting j tokens / expected blocks
     rej = float(law.position_rejection.sum())
-    alpha = 1.0 - _mean_rule_rejection(pair, rule, law.marginals)
+    # clipped: rounding in the state law can put the mean rejection a few ulps above 1
+    alpha = min(1.0, max(0.0, 1.0 - _mean_rule_rejection(pair, rule, law.marginals)))
     iid = float(_cost.speedup(alpha, gamma, c))
     sp = T / (calls + c * drafts)
     return BlockStats(T, gamma, c, calls, drafts, pmf, T / calls, rej, sp, alpha, iid, sp - iid)
