@@ -23,6 +23,7 @@ __all__ = [
     "PROB_ATOL",
     "as_prob",
     "as_pair",
+    "as_logit_pair",
     "check_logits",
     "check_int",
     "check_real",
@@ -87,28 +88,42 @@ def as_prob(x, name: str = "probs", *, min_ndim: int = 1):
     return x
 
 
+def _matched(a, b, names):
+    """Same array library, same vocabulary, broadcastable leading axes, a common dtype."""
+    try:
+        xp = namespace(a, b)
+    except TypeError:
+        raise TypeError(
+            f"{names[0]} ({type(a).__name__}) and {names[1]} ({type(b).__name__}) must be arrays "
+            "of the same library"
+        ) from None
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(
+            f"vocabulary mismatch: {names[0]} has V={a.shape[-1]}, {names[1]} has V={b.shape[-1]}"
+        )
+    try:
+        np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+    except ValueError:
+        raise ValueError(
+            f"shape mismatch: {names[0]} {tuple(a.shape)} and {names[1]} {tuple(b.shape)} do not broadcast"
+        ) from None
+    if a.dtype != b.dtype:
+        dt = xp.result_type(a.dtype, b.dtype)
+        a, b = xp.astype(a, dt), xp.astype(b, dt)
+    return a, b
+
+
 def as_pair(target, draft, names=("target", "draft")):
     """Validate a (target, draft) pair of probability arrays with matching vocabularies.
 
     Leading (batch) axes must broadcast; the vocabulary axis must be equal.
     """
-    p = as_prob(target, names[0])
-    q = as_prob(draft, names[1])
-    if p.shape[-1] != q.shape[-1]:
-        raise ValueError(
-            f"vocabulary mismatch: {names[0]} has V={p.shape[-1]}, {names[1]} has V={q.shape[-1]}"
-        )
-    try:
-        np.broadcast_shapes(tuple(p.shape), tuple(q.shape))
-    except ValueError:
-        raise ValueError(
-            f"shape mismatch: {names[0]} {tuple(p.shape)} and {names[1]} {tuple(q.shape)} do not broadcast"
-        ) from None
-    xp = namespace(p, q)
-    if p.dtype != q.dtype:
-        dt = xp.result_type(p.dtype, q.dtype)
-        p, q = xp.astype(p, dt), xp.astype(q, dt)
-    return p, q
+    return _matched(as_prob(target, names[0]), as_prob(draft, names[1]), names)
+
+
+def as_logit_pair(first, second, names=("expert_logits", "amateur_logits")):
+    """Validate two logit arrays (e.g. expert and amateur) with matching vocabularies."""
+    return _matched(check_logits(first, names[0]), check_logits(second, names[1]), names)
 
 
 def check_logits(x, name: str = "logits"):

@@ -50,9 +50,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
-from scdsim._validate import check_choice, check_logits, check_real, namespace
+from scdsim._validate import as_logit_pair, check_choice, check_logits, check_real, namespace
 from scdsim.distributions import log_softmax, softmax
 
 __all__ = ["plausible_set", "contrastive_scores", "contrastive"]
@@ -96,31 +95,8 @@ def plausible_set(expert_logits, plausibility=0.1):
 
 
 def _logit_pair(expert_logits, amateur_logits):
-    s_e = check_logits(expert_logits, "expert_logits")
-    s_a = check_logits(amateur_logits, "amateur_logits")
-    try:
-        xp = namespace(s_e, s_a)
-    except TypeError:
-        raise TypeError(
-            f"expert_logits ({type(s_e).__name__}) and amateur_logits ({type(s_a).__name__}) "
-            "must be arrays of the same library"
-        ) from None
-    if s_e.shape[-1] != s_a.shape[-1]:
-        raise ValueError(
-            f"vocabulary mismatch: expert_logits has V={s_e.shape[-1]}, "
-            f"amateur_logits has V={s_a.shape[-1]}"
-        )
-    try:
-        np.broadcast_shapes(tuple(s_e.shape), tuple(s_a.shape))
-    except ValueError:
-        raise ValueError(
-            f"shape mismatch: expert_logits {tuple(s_e.shape)} and amateur_logits "
-            f"{tuple(s_a.shape)} do not broadcast"
-        ) from None
-    if s_e.dtype != s_a.dtype:
-        dt = xp.result_type(s_e.dtype, s_a.dtype)
-        s_e, s_a = xp.astype(s_e, dt), xp.astype(s_a, dt)
-    return xp, s_e, s_a
+    s_e, s_a = as_logit_pair(expert_logits, amateur_logits)
+    return namespace(s_e, s_a), s_e, s_a
 
 
 def contrastive_scores(expert_logits, amateur_logits, plausibility=0.1, contrast=0.5,
