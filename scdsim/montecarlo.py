@@ -29,8 +29,10 @@ All runs emit one token per position, so they advance together: the loop is over
 (and over draft counts ``m <= M``), and every operation inside acts on all runs at once. A rule
 is used only through its array functions: ``rule.acceptances(P, Q)`` and
 ``rule.residual(P, Q)`` on the whole ``(S, V)`` kernels of a position, computed once per
-position (once in all for homogeneous pairs) and looked up per run. Tokens are drawn with one
-``np.searchsorted`` over a flattened cumulative table whose row ``s`` is offset by ``s``.
+position (once in all for homogeneous pairs) and looked up per run. Tokens are drawn by
+inverse CDF: one search of ``s + u`` in a flattened cumulative table whose row ``s`` is offset
+by ``s`` (narrowed by a guide table once a table is reused enough), exact in float64 and unable
+to return a token of probability 0.
 
 Randomness
 ----------
@@ -153,8 +155,8 @@ class _RowSampler:
     probability per token boundary.
 
     Once a table has served about ``S V / 32`` queries, a guide table (Chen & Asau's method,
-    ``V`` equal buckets per row) narrows each search to a few candidates: the result is the same
-    token, faster on tables larger than the cache.
+    ``V`` equal buckets per row) narrows each search to the tokens of one bucket: the result is
+    the same token, faster on tables larger than the cache.
     """
 
     def __init__(self, rows: np.ndarray, what: str):
@@ -165,7 +167,9 @@ class _RowSampler:
         tot = rows.sum(axis=1)
         worst = float(np.max(np.abs(tot - 1.0)))
         if worst > _ROW_ATOL:
-            raise ValueError(f"{what} rows must sum to 1 within {_ROW_ATOL:g}; worst is off by {worst:.3g}")
+            raise ValueError(
+                f"{what} rows must sum to 1 within {_ROW_ATOL:g}; worst is off by {worst:.3g}"
+            )
         cum = np.cumsum(rows / tot[:, None], axis=1)
         np.minimum(cum, 1.0, out=cum)
         positive = rows > 0
@@ -178,15 +182,27 @@ class _RowSampler:
         self._queries = 0
 
     def _build_guide(self):
-        # G[s, b] ~ searchsorted(flat, s + b/B, "right"), the first entry of row s above b/B,
-        # from each entry's bucket ceil(cum B); float rounding may move an entry by one bucket,
-        # which _guided absorbs by widening its bracket. O(S V), no search.
+        # G[s, b] = searchsorted(flat, q_b, "right") with q_b = fl(s + fl(b / B)), capped at the
+        # row's end: for any u in [b/B, (b+1)/B), fl is monotone, so q_b <= fl(s + u) <= q_{b+1}
+        # and the token lies in [G[s, b], G[s, b+1]] (after the clip to the row's last token).
+        # Entry x is <= q_b iff b >= k_x; k_x is guessed as ceil(cum B), corrected by exact
+        # comparisons, and checked (a search builds G if the check ever fails).
         S, V, B = self.S, self.V, self.V
-        cum = self.flat.reshape(S, V) - np.arange(S, dtype=np.float64)[:, None]
-        k = np.clip(np.ceil(cum * B), 0, B).astype(np.int64)  # entry <= b/B iff b >= k
-        k += (np.arange(S, dtype=np.int64) * (B + 1))[:, None]
-        counts = np.bincount(k.ravel(), minlength=S * (B + 1)).reshape(S, B + 1)
-        G = np.cumsum(counts, axis=1) + (np.arange(S, dtype=np.int64) * V)[:, None]
+        srow = np.arange(S, dtype=np.float64)[:, None]
+        flat = self.flat.reshape(S, V)
+        k = np.clip(np.ceil((flat - srow) * B), 1, B - 1).astype(np.int64) if B > 1 else \
+            np.zeros(flat.shape, dtype=np.int64)
+        if B > 1:  # the exact k_x is within one of the guess: fix it with two comparisons
+            k += (flat > srow + k / B).astype(np.int64) - (flat <= srow + (k - 1) / B)
+        exact = np.all(flat <= srow + k / B) and np.all((k == 0) | (flat > srow + (k - 1) / B))
+        if exact:
+            k += (np.arange(S, dtype=np.int64) * (B + 1))[:, None]
+            # every row has V entries, so the running count over the flattened rows is G itself
+            G = np.cumsum(np.bincount(k.ravel(), minlength=S * (B + 1))).reshape(S, B + 1)
+        else:  # pragma: no cover - rounding never needed more than two corrections in tests
+            q = (srow + np.arange(B + 1)[None, :] / B).ravel()
+            G = np.searchsorted(self.flat, q, side="right").reshape(S, B + 1)
+            G = np.minimum(G, (np.arange(S, dtype=np.int64) * V + V)[:, None])
         dt = np.int32 if self.flat.size < 2**31 - 1 else np.int64
         self._guide = G.astype(dt)
 
@@ -213,11 +229,13 @@ class _RowSampler:
     def _guided(self, s, u, t):
         """``searchsorted(flat, t, "right")`` by bisection inside the guide's bracket."""
         B = self.V
-        # the answer for u in bucket c = floor(u B) lies in [G[s, c - 1], G[s, c + 1]] up to
-        # rounding: of floor(u B) by one bucket, of G's entries by one more; widen by two
-        c = (u * B).astype(np.int64)
-        lo = self._guide[s, np.maximum(c - 2, 0)].astype(np.int64)
-        hi = self._guide[s, np.minimum(c + 3, B)].astype(np.int64)
+        y = u * B
+        c = y.astype(np.int64)  # floor(fl(u B)); it may exceed floor(u B) by one only when
+        amb = y == c            # fl(u B) is an integer, so then the bracket starts a bucket early
+        row = s * (B + 1)
+        guide = self._guide.reshape(-1)
+        lo = guide[row + np.maximum(c - amb, 0)]
+        hi = guide[row + np.minimum(c + 1, B)]
         act = np.flatnonzero(lo < hi)
         if act.size:
             lo_a, hi_a, t_a = lo[act], hi[act], t[act]
@@ -524,7 +542,7 @@ class _Runs:
         self.in_block[idx] = False
 
     def step(self, n, tables, u):
-        M, K, k, s = self.M, self.K, self.k, self.s
+        M, k, s = self.M, self.k, self.s
         x = self.tokens[n]
         new = np.flatnonzero(~self.in_block)
         if new.size:
@@ -622,15 +640,15 @@ def sample_autoregressive(model, horizon, runs=10_000, rng=None, progress=False)
     s = np.full(runs, model.start, dtype=np.int64)
     sampler = None
     chunk = _chunk_positions(runs, 1, horizon)
-    bar = tqdm(total=horizon, disable=not progress, desc="sample_autoregressive", unit="pos")
-    for n0 in range(0, horizon, chunk):
-        n1 = min(horizon, n0 + chunk)
-        U = streams.uniforms(n0, n1)
-        for n in range(n0, n1):
-            if sampler is None or not model.homogeneous:
-                sampler = _RowSampler(model.kernel(n), "kernel")
-            tokens[n] = sampler.sample(s, U[:, n - n0])
-            s = model.state_of[tokens[n]]
-            bar.update(1)
-    bar.close()
+    with tqdm(total=horizon, disable=not progress, desc="sample_autoregressive",
+              unit="pos") as bar:
+        for n0 in range(0, horizon, chunk):
+            n1 = min(horizon, n0 + chunk)
+            U = streams.uniforms(n0, n1)
+            for n in range(n0, n1):
+                if sampler is None or not model.homogeneous:
+                    sampler = _RowSampler(model.kernel(n), "kernel")
+                tokens[n] = sampler.sample(s, U[:, n - n0])
+                s = model.state_of[tokens[n]]
+                bar.update(1)
     return np.ascontiguousarray(tokens.T)

@@ -397,10 +397,57 @@ def test_row_sampler_guards_boundaries_zeros_and_rounding():
     # token must stay in the row's support whatever the rounding
     many = np.tile(rows[:1], (5000, 1))
     big = montecarlo._RowSampler(many, "rows")
-    u = np.concatenate([[0.0, top], 0.5 + np.arange(-50, 50) * 2.0**-53, 1 - 2.0**-np.arange(40, 54)])
+    u = np.concatenate([[0.0, top], 0.5 + np.arange(-50, 50) * 2.0**-53,
+                        1 - 2.0 ** -np.arange(40, 54)])
     out = big.sample(np.full(u.shape, 4999), u)
     assert set(out.tolist()) <= {1, 3}
     assert out[0] == 1 and out[1] == 3
+
+
+def test_guided_search_returns_the_same_token_as_the_plain_search():
+    # the guide table is an accelerator only: same token for every (state, u), zeros included,
+    # with u on bucket edges, on cumulative boundaries and one or two ulps around them
+    rng = np.random.default_rng(1)
+    for trial in range(40):
+        S, V = int(rng.integers(1, 30)), int(rng.integers(1, 200))
+        w = rng.gamma(0.3, size=(S, V))
+        w[rng.random((S, V)) < 0.4] = 0.0
+        w[:, int(rng.integers(0, V))] += 1e-12
+        w[rng.random((S, V)) < 0.05] *= 1e-13  # tiny masses
+        if trial % 5 == 0:
+            w[:] = 1.0  # uniform rows: every boundary sits on a bucket edge
+        rows = w / w.sum(axis=1, keepdims=True)
+        plain = montecarlo._RowSampler(rows, "rows")
+        plain._queries = -(10**12)  # never builds its guide
+        guided = montecarlo._RowSampler(rows, "rows")
+        guided._build_guide()
+        n = 5000
+        s = rng.integers(0, S, 3 * n)
+        ulps = rng.integers(-3, 4, 3 * n) * 2.0**-53
+        u = np.concatenate([rng.random(n), np.arange(V + 1)[rng.integers(0, V + 1, n)] / V,
+                            np.cumsum(rows, axis=1)[s[2 * n:], rng.integers(0, V, n)]])
+        u = np.clip(u + ulps, 0.0, 1.0 - 2.0**-53)
+        a, b = plain.sample(s, u), guided.sample(s, u)
+        assert plain._guide is None
+        np.testing.assert_array_equal(a, b)
+        assert np.all(rows[s, a] > 0)
+
+
+def test_greedy_rule_emits_the_target_argmax_chain_deterministically():
+    # drafting to the horizon there is no bonus token (a bonus is drawn from p by the shared
+    # semantics, also for greedy), so every token is accepted-or-recovered argmax
+    T = ZEROS.max_horizon
+    res = simulate(ZEROS, rules.greedy, T, gamma=None, runs=500, rng=4)
+    prev = _prev_states(ZEROS, res.tokens)
+    K = np.stack(_kernels(ZEROS, "target", T))
+    np.testing.assert_array_equal(res.tokens, np.argmax(K[np.arange(T)[None, :], prev], axis=-1))
+
+
+def test_progress_bar_does_not_change_the_result(capsys):
+    quiet = simulate(YIN, rules.lossless, 4, runs=100, rng=2)
+    shown = simulate(YIN, rules.lossless, 4, runs=100, rng=2, progress=True)
+    np.testing.assert_array_equal(quiet.tokens, shown.tokens)
+    assert "simulate lossless" in capsys.readouterr().err
 
 
 def test_equal_models_accept_every_draft_with_exact_block_counts():
