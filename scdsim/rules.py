@@ -107,6 +107,13 @@ class Rule:
         """Law of the recovered token after all ``M`` drafts were rejected, ``(..., V)``."""
         raise NotImplementedError
 
+    def bonus(self, p):
+        """Law of the bonus token drawn after a whole block was accepted, ``(..., V)``.
+
+        The target itself for every sampling rule; greedy verification takes the target's argmax.
+        """
+        return p
+
     def with_drafts(self, m: int) -> "Rule":
         """The same rule for ``m`` drafts (used by tree verification and batch variants)."""
         if m == self.M:
@@ -170,6 +177,9 @@ class _Greedy(Rule):
     def residual(self, p, q):
         xp = namespace(p, q)
         return self._onehot(p) + xp.zeros_like(q)
+
+    def bonus(self, p):
+        return self._onehot(p)
 
 
 def _device(x):

@@ -139,7 +139,8 @@ def lossless_laws(m, p, q):
 
 
 def recursive_laws(m, p, q):
-    """theory.md §1.6 (our letters): r_0 = p, a_j = min(1, r_{j-1}/q), r_j = norm([r_{j-1} - q]_+)."""
+    """theory.md §1.6 (our letters): r_0 = p, a_j = min(1, r_{j-1}/q),
+    r_j = norm([r_{j-1} - q]_+)."""
     r, acc = p, []
     for _ in range(m):
         acc.append(np.minimum(1.0, _safe_ratio(r, q)))
@@ -162,7 +163,8 @@ def over_accept_laws(eps, form, resample):
 
 
 def lenient_laws(l):
-    """Leviathan App. A.5: accept with min(1, p/(l q)); residual norm([p - q a]_+) (labelled choice)."""
+    """Leviathan App. A.5: accept with min(1, p/(l q)); residual norm([p - q a]_+) (the
+    toolkit's labelled choice)."""
 
     def laws(m, p, q):
         assert m == 1
@@ -172,22 +174,32 @@ def lenient_laws(l):
     return laws
 
 
+def _argmax_onehot(p):
+    onehot = np.zeros_like(p)
+    onehot[int(np.argmax(p))] = 1.0
+    return onehot
+
+
 def greedy_laws(m, p, q):
     """Greedy verification: accept iff the draft is the target's (first) argmax; else emit it."""
     assert m == 1
-    onehot = np.zeros_like(p)
-    onehot[int(np.argmax(p))] = 1.0
-    return [onehot], onehot
+    return [_argmax_onehot(p)], _argmax_onehot(p)
 
 
-SINGLE_RULES = {
-    "lossless": (rules.lossless, lossless_laws),
+def target_bonus(p):
+    """Bonus token law of every sampling rule: the target row (Leviathan Alg. 1)."""
+    return p
+
+
+SINGLE_RULES = {  # rule, its textbook (acceptance, residual) laws, its bonus law
+    "lossless": (rules.lossless, lossless_laws, target_bonus),
     "oa-add-opt": (rules.over_accept(0.1, "additive", "optimal"),
-                   over_accept_laws(0.1, "additive", "optimal")),
+                   over_accept_laws(0.1, "additive", "optimal"), target_bonus),
     "oa-ratio-uno": (rules.over_accept(0.2, "ratio", "target"),
-                     over_accept_laws(0.2, "ratio", "target")),
-    "lenient": (rules.lenient(0.5), lenient_laws(0.5)),
-    "greedy": (rules.greedy, greedy_laws),
+                     over_accept_laws(0.2, "ratio", "target"), target_bonus),
+    "lenient": (rules.lenient(0.5), lenient_laws(0.5), target_bonus),
+    # greedy decoding's bonus token is the target's argmax too
+    "greedy": (rules.greedy, greedy_laws, _argmax_onehot),
 }
 
 # ------------------------------------------------------------------------------------------
@@ -213,14 +225,15 @@ class Enumerated:
         return out
 
 
-def enumerate_outcomes(spec, T, gamma, laws, M=1, batch="first"):
+def enumerate_outcomes(spec, T, gamma, laws, M=1, batch="first", bonus=target_bonus):
     """Walk every outcome of SD on ``spec`` for ``T`` tokens (Leviathan Alg. 1 blocks of ``gamma``
     drafts, ``gamma=None``: draft to the horizon, Yin Alg. 1), one branch at a time.
 
     At a draft position with ``m`` drafts, every draft tuple ``X ~ q^m`` is listed with its
     probability; drafts are tried in order with the textbook acceptances ``laws(m, p, q)``; the
     first accepted is emitted (``batch="tree"``: the drafts carrying that token stay alive); if all
-    are rejected every recovered token is listed. At phase ``k == g`` every bonus token ``~ p``.
+    are rejected every recovered token is listed. At phase ``k == g`` every bonus token
+    ``~ bonus(p)`` (the target row, or its argmax for greedy verification).
     """
     V, states = spec.V, spec.states
     cache = {}
@@ -279,8 +292,8 @@ def enumerate_outcomes(spec, T, gamma, laws, M=1, batch="first"):
                     pos_rej[n] += w
                     blocks[k + 1] += w
                     visit(n + 1, states[x], seq + (x,), w, nrej + 1, None)
-        else:  # bonus token from the target
-            p = spec.row(spec.P, n, s)
+        else:  # bonus token
+            p = bonus(spec.row(spec.P, n, s))
             for y in range(V):
                 if p[y] > 0:
                     w = prob * p[y]
@@ -363,6 +376,20 @@ def test_yin_chain_variant_a_limit_is_0_651050():
     assert mk.expected_rejections(pair, rules.recursive(64), 4) >= lim - ATOL
 
 
+@pytest.mark.parametrize("gamma", [None, 2, 3])
+def test_variant_a_tends_to_its_batch_limit_for_a_full_support_draft(gamma):
+    # theory.md §1.6: with a full-support draft the first position of a block is accepted with
+    # probability 1 - R_M -> 1 and emits the target, so variant A tends to the oracle limit;
+    # R_M <= (1 - min q)^(M-1) makes the gap at M = 256 negligible
+    rng = np.random.default_rng(4)
+    spec = Spec(_random_kernels(rng, (3, 3)), _random_kernels(rng, (3, 3), zeros=False))
+    pair = spec.pair()
+    lim = mk.expected_rejections_batch_limit(pair, 6, gamma)
+    vals = [mk.expected_rejections(pair, rules.recursive(M), 6, gamma) for M in (2, 16, 256)]
+    assert vals[0] > vals[1] > vals[2] >= lim - ATOL
+    assert vals[2] - lim < 1e-6
+
+
 @pytest.mark.parametrize("M, mc_mean, mc_se", [(2, 0.8888, 0.0055), (4, 0.6970, 0.0048),
                                                (5, 0.6400, 0.0045)])
 def test_yin_chain_variant_b_within_monte_carlo_error(M, mc_mean, mc_se):
@@ -387,9 +414,10 @@ def test_batch_curve_reports_variant_a_improvements():
 # brute force vs engine
 
 
-def _assert_engine_matches(spec, T, gamma, rule, laws, M=1, batch="first", c=0.07):
+def _assert_engine_matches(spec, T, gamma, rule, laws, M=1, batch="first", c=0.07,
+                           bonus=target_bonus):
     pair = spec.pair()
-    ref = enumerate_outcomes(spec, T, gamma, laws, M=M, batch=batch)
+    ref = enumerate_outcomes(spec, T, gamma, laws, M=M, batch=batch, bonus=bonus)
     # the reference is a law
     assert sum(ref.joint.values()) == pytest.approx(1.0, abs=ATOL)
 
@@ -435,8 +463,8 @@ SINGLE_SPECS = {
 @pytest.mark.parametrize("spec_name", list(SINGLE_SPECS))
 def test_single_draft_engine_equals_enumeration_of_algorithm_1(spec_name, rule_name, gamma):
     spec, T = SINGLE_SPECS[spec_name]
-    rule, laws = SINGLE_RULES[rule_name]
-    _assert_engine_matches(spec, T, gamma, rule, laws)
+    rule, laws, bonus = SINGLE_RULES[rule_name]
+    _assert_engine_matches(spec, T, gamma, rule, laws, bonus=bonus)
 
 
 MULTI_SPECS = {
@@ -454,6 +482,21 @@ MULTI_SPECS = {
 def test_multi_draft_engine_equals_enumeration_of_batch_sd(spec_name, M, batch, gamma):
     spec, T = MULTI_SPECS[spec_name]
     _assert_engine_matches(spec, T, gamma, rules.recursive(M), recursive_laws, M=M, batch=batch)
+
+
+@pytest.mark.parametrize("gamma", [None, 0, 1, 2])
+def test_greedy_verification_is_greedy_decoding(gamma):
+    # greedy verification emits the target's argmax at every position, bonus positions included,
+    # so the joint law is the point mass on the argmax path of the target chain
+    spec, T = SPEC_YIN, 4
+    path, s = [], spec.start
+    for n in range(T):
+        path.append(int(np.argmax(spec.P[n, s])))
+        s = path[-1]
+    want = np.zeros((3,) * T)
+    want[tuple(path)] = 1.0
+    np.testing.assert_allclose(mk.exact_joint_law(spec.pair(), rules.greedy, T, gamma), want,
+                               atol=ATOL, rtol=0)
 
 
 def test_enumeration_reference_has_power_against_a_planted_bug():
@@ -520,7 +563,8 @@ def test_unbiased_rules_reproduce_the_target_joint_law(case, gamma):
 
 
 def _contrastive_row(pe, pa, plausibility, contrast):
-    """O'Brien & Lewis §2 (theory.md §5.2): p_CD ∝ p_e (p_e/p_a)^beta on {p_e >= alpha max p_e}."""
+    """O'Brien & Lewis §2 (theory.md §5.2): p_CD ∝ p_e (p_e/p_a)^beta on the plausible set
+    {p_e >= alpha max p_e}."""
     keep = pe >= plausibility * pe.max()
     w = np.zeros_like(pe)
     w[keep] = np.exp((1 + contrast) * np.log(pe[keep]) - contrast * np.log(pa[keep]))
@@ -602,6 +646,18 @@ def test_one_position_rejection_plus_bias_equals_tv(seed, eps, form):
     assert rej <= mk.expected_rejections(pair, rules.lossless, 1) + ATOL
 
 
+@pytest.mark.parametrize("l, alpha", [(1.0, 0.70), (0.5, 0.90), (0.3, 1.00), (0.1, 1.00)])
+def test_lenient_one_step_acceptance_matches_theory(l, alpha):
+    # theory.md §7.1 (Leviathan App. A.5, Leviathan letters): target (.5,.3,.2), draft
+    # (.2,.3,.5), alpha_l = sum min(p/l, q)
+    so = np.zeros(3, dtype=np.int64)
+    pair = MarkovPair(MarkovLM([[.5, .3, .2]], state_of=so), MarkovLM([[.2, .3, .5]], state_of=so))
+    assert mk.expected_rejections(pair, rules.lenient(l), 1) == pytest.approx(1 - alpha, abs=ATOL)
+    # drafting to the horizon with one state, every position rejects with the same probability
+    assert mk.expected_rejections(pair, rules.lenient(l), 6) == pytest.approx(6 * (1 - alpha),
+                                                                             abs=1e-11)
+
+
 @pytest.mark.parametrize("eps, form, resample", [(0.1, "additive", "optimal"),
                                                  (0.3, "ratio", "optimal"),
                                                  (0.2, "additive", "target")])
@@ -674,17 +730,20 @@ def test_lossless_to_the_horizon_equals_theorem_1(spec):
 
 
 @pytest.mark.parametrize("rule, batch", [(rules.lossless, "first"), (rules.recursive(2), "first"),
-                                         (rules.recursive(3), "tree"), (rules.lenient(0.4), "first")])
+                                         (rules.recursive(3), "tree"),
+                                         (rules.lenient(0.4), "first")])
 @pytest.mark.parametrize("gamma", [None, 0, 2])
-def test_rejection_pmf_is_a_law_consistent_with_the_mean(rule, batch, gamma):
-    pair = _random_spec(5, 3).pair()
+@pytest.mark.parametrize("seed, S", [(5, None), (3, 2)])  # identity and 4 tokens -> 2 states
+def test_rejection_pmf_is_a_law_consistent_with_the_mean(rule, batch, gamma, seed, S):
+    pair = _random_spec(seed, 4, S=S).pair() if S else _random_spec(seed, 3).pair()
     T = 9
     pmf = mk.rejection_distribution(pair, rule, T, gamma, batch)
     assert pmf.shape == (T + 1,) and np.all(pmf >= 0.0)
     assert pmf.sum() == pytest.approx(1.0, abs=ATOL)
     mean = mk.expected_rejections(pair, rule, T, gamma, batch)
     assert pmf @ np.arange(T + 1) == pytest.approx(mean, abs=1e-11)
-    assert mk.position_rejection(pair, rule, T, gamma, batch).sum() == pytest.approx(mean, abs=1e-11)
+    pos = mk.position_rejection(pair, rule, T, gamma, batch)
+    assert pos.sum() == pytest.approx(mean, abs=1e-11)
 
 
 # ------------------------------------------------------------------------------------------
@@ -781,7 +840,7 @@ def test_finite_horizon_rates_converge_to_the_stationary_rates(rule, batch, gamm
 # error paths
 
 
-def test_error_paths():
+def test_bad_input_raises_naming_the_argument():
     yin = SPEC_YIN.pair()
     hom = _random_spec(5, 3).pair()
     with pytest.raises(ValueError, match="horizon must be >= 1"):

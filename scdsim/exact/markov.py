@@ -186,7 +186,7 @@ class _Chain:
                     groups.append((srcs, [start] * len(srcs), None, rej, res))
         bonus = [i for i, ph in enumerate(self.phases) if self.is_bonus(ph)]
         if bonus:
-            groups.append((bonus, [start] * len(bonus), P, None, None))
+            groups.append((bonus, [start] * len(bonus), self.rule.bonus(P), None, None))
         if self.pair.homogeneous:
             self._cache = groups
         return groups
@@ -253,15 +253,39 @@ class SequenceLaw:
     rejection_pmf: np.ndarray | None
 
 
-def _to_states(pair, tok):
-    """Map token masses ``(..., V)`` to state masses ``(..., S)`` through ``state_of``."""
-    if pair.S == pair.V and np.array_equal(pair.state_of, np.arange(pair.V)):
+def _is_identity(pair):
+    """True when the state is the last token (``state_of`` is the identity, S = V)."""
+    return pair.S == pair.V and bool(np.all(pair.state_of == np.arange(pair.V)))
+
+
+def _to_states(pair, tok, identity=None):
+    """Map token masses ``(..., V)`` to state masses ``(..., S)`` through ``state_of``.
+
+    ``identity`` (optional) is ``_is_identity(pair)``, computed once by callers in a loop.
+    """
+    if _is_identity(pair) if identity is None else identity:
         return tok
     flat = tok.reshape(-1, pair.V)
-    out = np.zeros((flat.shape[0], pair.S))
-    for i in range(flat.shape[0]):
-        out[i] = np.bincount(pair.state_of, weights=flat[i], minlength=pair.S)
+    rows = flat.shape[0]
+    # one bincount over (row, state) pairs instead of one call per row
+    idx = (np.arange(rows)[:, None] * pair.S + pair.state_of[None, :]).ravel()
+    out = np.bincount(idx, weights=flat.ravel(), minlength=rows * pair.S)
     return out.reshape(tok.shape[:-1] + (pair.S,))
+
+
+#: Below this many rows, row-by-row vector-matrix products beat one skinny matrix product
+#: (OpenBLAS packs the whole (S, V) operator for every gemm call; measured crossover ~8 rows).
+_GEMV_ROWS = 8
+
+
+def _times(A, W):
+    """``A @ W`` for ``A`` of shape ``(r, S)``, row by row when ``r`` is small."""
+    if A.shape[0] >= _GEMV_ROWS:
+        return A @ W
+    out = np.empty((A.shape[0], W.shape[1]))
+    for i in range(A.shape[0]):
+        np.dot(A[i], W, out=out[i])
+    return out
 
 
 def _propagate(chain, horizon, track_counts=False):
@@ -274,13 +298,16 @@ def _propagate(chain, horizon, track_counts=False):
     pos_rej = np.zeros(horizon)
     starts = np.zeros(horizon)
     ends = np.zeros(chain.gamma + 2) if chain.gamma is not None else None
+    identity = _is_identity(pair)
+    # with the identity state map (S = V) token masses are state masses: two buffers, swapped
+    new_tok = np.zeros((K, J, V))
     for n in range(horizon):
         starts[n] = mass[chain.start_phase].sum()
-        new_tok = np.zeros((K, J, V))
+        new_tok.fill(0.0)
         for srcs, dsts, W, rej, res in chain.operators(n):
             m_src = mass[srcs]  # (len, J, S)
             if W is not None:
-                out = (m_src.reshape(-1, S) @ W).reshape(len(srcs), J, V)
+                out = _times(m_src.reshape(-1, S), W).reshape(len(srcs), J, V)
                 for i, d in enumerate(dsts):
                     new_tok[d] += out[i]
                     if rej is None and res is None and chain.is_bonus(chain.phases[srcs[i]]):
@@ -292,12 +319,15 @@ def _propagate(chain, horizon, track_counts=False):
                     for i, si in enumerate(srcs):
                         ends[chain.phases[si].k + 1] += per_src[i].sum()
                 if res is not None:
-                    rt = per_src.sum(axis=0) @ res  # (J, V)
+                    rt = _times(per_src.sum(axis=0), res)  # (J, V)
                     if track_counts:
                         rt = np.concatenate([np.zeros((1, V)), rt[:-1]], axis=0)
                     new_tok[chain.start_phase] += rt
         marg[n] = new_tok.sum(axis=(0, 1))
-        mass = _to_states(pair, new_tok)
+        if identity:
+            mass, new_tok = new_tok, mass
+        else:
+            mass = _to_states(pair, new_tok, identity=False)
     if chain.gamma is None:
         # drafting to the horizon, a block starts at n = 0 and after every rejection; the phase
         # chain need not (and for single drafts does not) tell a fresh block from a continuing one
@@ -366,13 +396,17 @@ def expected_rejections_theorem1(pair, horizon):
     if not isinstance(pair, MarkovPair):
         raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
     horizon = pair.check_horizon(horizon)
+    identity = _is_identity(pair)
     s = np.zeros(pair.S)
     s[pair.start] = 1.0
     total = 0.0
+    tv = None
     for n in range(horizon):
         P, Q = pair.kernels(n)
-        total += float(s @ (1.0 - np.minimum(P, Q).sum(axis=1)))
-        s = _to_states(pair, s @ P)
+        if tv is None or not pair.homogeneous:
+            tv = 1.0 - np.minimum(P, Q).sum(axis=1)
+        total += float(s @ tv)
+        s = _to_states(pair, s @ P, identity)
     return total
 
 
@@ -512,13 +546,17 @@ def _mean_rule_rejection(pair, rule, marginals):
     from scdsim.rules import rejection_prob
 
     T = marginals.shape[0]
+    identity = _is_identity(pair)
     s = np.zeros(pair.S)
     s[pair.start] = 1.0
     tot = 0.0
+    rej = None
     for n in range(T):
-        P, Q = pair.kernels(n)
-        tot += float(s @ rejection_prob(rule, P, Q))
-        s = _to_states(pair, marginals[n])
+        if rej is None or not pair.homogeneous:  # one evaluation for a homogeneous pair
+            P, Q = pair.kernels(n)
+            rej = rejection_prob(rule, P, Q)
+        tot += float(s @ rej)
+        s = _to_states(pair, marginals[n], identity)
     return tot / T
 
 
@@ -597,7 +635,7 @@ def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None)
     from scdsim.rules import recursive
 
     factory = recursive if rule_factory is None else rule_factory
-    Ms = np.asarray([check_int(int(m), "M", minimum=1) for m in Ms])
+    Ms = np.asarray([check_int(m, "M", minimum=1) for m in Ms])
     base = expected_rejections(pair, factory(1), horizon, gamma, batch)
     rej = np.array([expected_rejections(pair, factory(int(m)), horizon, gamma, batch) for m in Ms])
     return {"M": Ms, "rejections": rej, "improvement": base - rej}
