@@ -26,6 +26,7 @@ from scdsim.exact.markov import (
     rejection_distribution,
     stationary_rates,
 )
+from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
 from scdsim.rules import acceptance_prob, rejection_prob, step_law
 
 __version__ = "0.1.0"
@@ -41,11 +42,5 @@ __all__ = [
     "rejection_distribution", "position_rejection", "output_marginals", "exact_joint_law",
     "joint_tv_to_target", "block_stats", "BlockStats", "stationary_rates", "StationaryRates",
     "batch_curve",
+    "simulate", "SimResult", "sample_autoregressive",
 ]
-
-try:  # the Monte Carlo engine
-    from scdsim.montecarlo import SimResult, sample_autoregressive, simulate  # noqa: F401
-
-    __all__ += ["simulate", "SimResult", "sample_autoregressive"]
-except ImportError:  # pragma: no cover - only while the module is being written
-    pass
