@@ -15,6 +15,8 @@ Statistical design (peers.md §7, DESIGN.md §6)
   one-step computation (``rules.step_law`` of the buggy rule chained over two positions by
   numpy), and asserted >= 1 - 1e-6.
 * Null bracket: plain autoregressive samples through the same statistic pass.
+* The alias tables that draw every token are checked exactly (the law a table samples, summed
+  here from its columns, equals its rows to ~1e-15) and by chi-square on their draws.
 
 theory.md uses Yin et al.'s letters (q = target, p = draft); here target/draft by role.
 """
@@ -29,6 +31,7 @@ from scipy import stats
 
 from scdsim import chains, montecarlo, rules
 from scdsim.chains import MarkovLM, MarkovPair
+from scdsim.exact import markov as exact
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
 from scdsim.rules import Rule, step_law
 
@@ -288,21 +291,33 @@ def test_run_i_does_not_depend_on_the_number_of_runs():
 def test_run_i_does_not_depend_on_how_positions_are_chunked(monkeypatch):
     pair = chains.dirichlet_pair(8, 0.4, seed=3)
     whole = simulate(pair, rules.lossless, 40, gamma=3, runs=64, rng=4)
-    monkeypatch.setattr(montecarlo, "_CHUNK_BYTES", 64 * 10 * 8 * 3)  # chunks of 3 positions
+    assert montecarlo._chunk_positions(64, 3, 40) == 40
+    monkeypatch.setattr(montecarlo, "_MIN_CHUNK", 1)
+    monkeypatch.setattr(montecarlo, "_CHUNK_BYTES", 8 * 64 * 3 * 3)
+    assert montecarlo._chunk_positions(64, 3, 40) == 3  # 13 chunks of 3 and one of 1
     chunked = simulate(pair, rules.lossless, 40, gamma=3, runs=64, rng=4)
-    np.testing.assert_array_equal(whole.tokens, chunked.tokens)
-    np.testing.assert_array_equal(whole.block_tokens_hist, chunked.block_tokens_hist)
+    for name in ("tokens", "rejections", "target_calls", "draft_tokens", "block_tokens_hist",
+                 "position_rejected", "phase_attempts", "phase_accepts"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(chunked, name))
 
 
-def test_run_i_stream_is_the_documented_philox_stream():
-    # module docstring: run i reads Generator(Philox(key=[w0, i], counter=[0, 0, 0, w1])).random()
-    streams = montecarlo._Streams(2024, 3, 5)
-    u = np.concatenate([streams.uniforms(0, 2).copy(), streams.uniforms(2, 7)], axis=1)
-    w0, w1 = np.random.SeedSequence(2024).generate_state(2, np.uint64)
-    for i in range(3):
-        bg = np.random.Philox(key=np.array([w0, i], dtype=np.uint64),
-                              counter=np.array([0, 0, 0, w1], dtype=np.uint64))
-        np.testing.assert_array_equal(u[i], np.random.Generator(bg).random(35))
+def test_run_i_stream_is_its_lane_of_the_documented_spawned_stream():
+    # module docstring: run i = 64 b + l reads outputs 64 t + l (t = n n_slots + slot) of
+    # Generator(PCG64DXSM(SeedSequence(seed, spawn_key=(b,)))).random()
+    runs, n_slots = 70, 3
+    streams = montecarlo._Streams(2024, runs, n_slots)
+    u = np.concatenate([streams.uniforms(0, 2).copy(), streams.uniforms(2, 7)])
+    assert u.shape == (7, n_slots, runs)
+    u = u.reshape(7 * n_slots, runs)
+    for i in (0, 5, 63, 64, 69):
+        b, lane = divmod(i, 64)
+        ss = np.random.SeedSequence(2024, spawn_key=(b,))
+        ref = np.random.Generator(np.random.PCG64DXSM(ss)).random(64 * 7 * n_slots)
+        np.testing.assert_array_equal(u[:, i], ref[lane::64])
+    # that seed sequence is child b of SeedSequence(seed).spawn(...)
+    child = np.random.SeedSequence(2024).spawn(2)[1]
+    np.testing.assert_array_equal(child.generate_state(4),
+                                  np.random.SeedSequence(2024, spawn_key=(1,)).generate_state(4))
 
 
 def test_generator_rng_is_turned_into_a_recorded_seed():
@@ -384,63 +399,203 @@ def test_draft_sampler_never_draws_a_token_of_draft_probability_zero():
     assert res.rejections.sum() == 0 and np.all(res.target_calls == 1)
 
 
-def test_row_sampler_guards_boundaries_zeros_and_rounding():
-    rows = np.array([[0.0, 0.5, 0.0, 0.5, 0.0],   # zeros at both ends and inside
-                     [1.0, 0.0, 0.0, 0.0, 0.0],
-                     [0.0, 0.0, 0.0, 0.0, 1.0]])
-    samp = montecarlo._RowSampler(rows, "rows")
-    top = 1.0 - 2.0**-53  # largest uniform in [0, 1)
-    s = np.array([0, 0, 0, 1, 1, 2, 2])
-    u = np.array([0.0, 0.5, top, 0.0, top, 0.0, top])
-    np.testing.assert_array_equal(samp.sample(s, u), [1, 3, 3, 0, 0, 4, 4])
-    # a large state offset: s + u rounds on a coarser grid (it can even reach s + 1); the
-    # token must stay in the row's support whatever the rounding
-    many = np.tile(rows[:1], (5000, 1))
-    big = montecarlo._RowSampler(many, "rows")
-    u = np.concatenate([[0.0, top], 0.5 + np.arange(-50, 50) * 2.0**-53,
-                        1 - 2.0 ** -np.arange(40, 54)])
-    out = big.sample(np.full(u.shape, 4999), u)
-    assert set(out.tolist()) <= {1, 3}
-    assert out[0] == 1 and out[1] == 3
+def _awkward_rows(rng, S, V, kind):
+    """Rows with exact zeros, tiny masses, one-hot, uniform or peaked (Dirichlet 0.3) rows."""
+    if kind == "uniform":
+        return np.full((S, V), 1.0 / V)
+    if kind == "onehot":
+        rows = np.zeros((S, V))
+        rows[np.arange(S), rng.integers(0, V, S)] = 1.0
+        return rows
+    w = rng.gamma(0.3, size=(S, V))
+    w[rng.random((S, V)) < 0.4] = 0.0
+    if kind == "tiny":
+        w[rng.random((S, V)) < 0.2] = 1e-13
+    w[np.arange(S), rng.integers(0, V, S)] += 1e-12  # no empty row
+    return w / w.sum(axis=1, keepdims=True)
 
 
-def test_guided_search_returns_the_same_token_as_the_plain_search():
-    # the guide table is an accelerator only: same token for every (state, u), zeros included,
-    # with u on bucket edges, on cumulative boundaries and one or two ulps around them
-    rng = np.random.default_rng(1)
-    for trial in range(40):
-        S, V = int(rng.integers(1, 30)), int(rng.integers(1, 200))
-        w = rng.gamma(0.3, size=(S, V))
-        w[rng.random((S, V)) < 0.4] = 0.0
-        w[:, int(rng.integers(0, V))] += 1e-12
-        w[rng.random((S, V)) < 0.05] *= 1e-13  # tiny masses
-        if trial % 5 == 0:
-            w[:] = 1.0  # uniform rows: every boundary sits on a bucket edge
-        rows = w / w.sum(axis=1, keepdims=True)
-        plain = montecarlo._RowSampler(rows, "rows")
-        plain._queries = -(10**12)  # never builds its guide
-        guided = montecarlo._RowSampler(rows, "rows")
-        guided._build_guide()
-        n = 5000
-        s = rng.integers(0, S, 3 * n)
-        ulps = rng.integers(-3, 4, 3 * n) * 2.0**-53
-        u = np.concatenate([rng.random(n), np.arange(V + 1)[rng.integers(0, V + 1, n)] / V,
-                            np.cumsum(rows, axis=1)[s[2 * n:], rng.integers(0, V, n)]])
-        u = np.clip(u + ulps, 0.0, 1.0 - 2.0**-53)
-        a, b = plain.sample(s, u), guided.sample(s, u)
-        assert plain._guide is None
-        np.testing.assert_array_equal(a, b)
-        assert np.all(rows[s, a] > 0)
+def _table_law(table):
+    """The law an alias table samples, summed here from its columns: column c of row s gives
+    c with probability prob and its alias otherwise, each column with probability 1/V."""
+    S, V = table.S, table.V
+    out = np.zeros(S * V)
+    np.add.at(out, np.arange(S * V), table.prob)
+    np.add.at(out, np.repeat(np.arange(S) * V, V) + table.alias, 1.0 - table.prob)
+    return out.reshape(S, V) / V
 
 
-def test_greedy_rule_emits_the_target_argmax_chain_deterministically():
-    # drafting to the horizon there is no bonus token (a bonus is drawn from p by the shared
-    # semantics, also for greedy), so every token is accepted-or-recovered argmax
-    T = ZEROS.max_horizon
-    res = simulate(ZEROS, rules.greedy, T, gamma=None, runs=500, rng=4)
-    prev = _prev_states(ZEROS, res.tokens)
-    K = np.stack(_kernels(ZEROS, "target", T))
-    np.testing.assert_array_equal(res.tokens, np.argmax(K[np.arange(T)[None, :], prev], axis=-1))
+@pytest.mark.parametrize("kind", ["peaked", "tiny", "uniform", "onehot"])
+def test_alias_tables_sample_every_row_law_exactly_and_never_a_zero(kind):
+    rng = np.random.default_rng(5)
+    for S, V in [(1, 1), (3, 2), (5, 7), (40, 50), (2, 1000)]:
+        rows = _awkward_rows(rng, S, V, kind)
+        table = montecarlo._AliasTable(rows, "rows")
+        assert table.prob.shape == (S * V,) and np.all((table.prob >= 0) & (table.prob <= 1))
+        np.testing.assert_allclose(_table_law(table), rows, rtol=0, atol=1e-14)
+        # structurally: a zero-probability token is neither its column's pick nor an alias
+        assert np.all(table.prob[rows.ravel() == 0] == 0)
+        alias_rows = np.repeat(np.arange(S), V)
+        assert np.all(rows[alias_rows, table.alias] > 0)
+
+
+def test_alias_tables_stay_exact_with_large_row_offsets():
+    # the sweep searches all rows at once with row s shifted by s (V + 2): ~1e6 here, where
+    # keys round at ulp(1e6) ~ 1.2e-10 of a column (module docstring): ~1e-12 of probability
+    rng = np.random.default_rng(8)
+    S, V = 20_000, 48
+    rows = _awkward_rows(rng, S, V, "tiny")
+    table = montecarlo._AliasTable(rows, "rows")
+    bound = 4 * np.spacing(S * (V + 2.0)) / V
+    np.testing.assert_allclose(_table_law(table), rows, rtol=0, atol=bound)
+    assert np.all(rows[np.repeat(np.arange(S), V), table.alias] > 0)
+
+
+def test_alias_sampling_maps_every_uniform_to_a_token_of_positive_probability():
+    # extreme uniforms: 0, the largest double below 1, column edges k / V and a few ulps
+    # around them; u V < V for every u < 1, so the column is always a token
+    top = 1.0 - 2.0**-53
+    for V in (1, 2, 3, 7, 1000, 2**17 + 1):
+        rows = np.zeros((2, V))  # zeros at both ends and inside
+        rows[0, [V // 2, V - 1]] = 0.5
+        rows[1, [0, V - 1]] = 0.5
+        rows /= rows.sum(axis=1, keepdims=True)
+        table = montecarlo._AliasTable(rows, "rows")
+        edges = np.arange(0, V + 1, max(1, V // 50)) / V
+        near = (edges[:, None] + np.arange(-3, 4) * 2.0**-53).ravel()
+        u = np.clip(np.concatenate([[0.0, 2.0**-53, top], near]), 0.0, top)
+        c, f = montecarlo._split(u, V)
+        assert c.max() <= V - 1 and np.all((f >= 0) & (f < 1))
+        # the draft draw fused with its acceptance picks the same token, and accepts it iff
+        # ua < a(token)
+        acc = np.random.default_rng(V).random(2 * V)
+        table.accepting(acc)
+        ua = np.random.default_rng(V + 1).random(u.size)
+        for s in (0, 1):
+            base = np.full(u.shape, s * V)
+            x = table.sample(base, u)
+            assert x.min() >= 0 and x.max() < V
+            assert np.all(rows[s, x] > 0)
+            xa, ok = table.draw_accept(base, c, f, ua)
+            np.testing.assert_array_equal(xa, x)
+            np.testing.assert_array_equal(ok, ua < acc[s * V + x])
+
+
+def test_alias_sampling_reproduces_the_row_law_by_chi_square_with_computed_power():
+    rng = np.random.default_rng(21)
+    rows = _awkward_rows(rng, 3, 9, "peaked")
+    # planted bug: the masses of each row's two largest tokens swapped
+    bug = rows.copy()
+    top2 = np.argsort(rows, axis=1)[:, -2:]
+    r = np.arange(3)[:, None]
+    bug[r, top2] = rows[r, top2[:, ::-1]]
+    N = N_LAW
+    good, bad = montecarlo._AliasTable(rows, "rows"), montecarlo._AliasTable(bug, "bug")
+    u = np.random.default_rng(22).random(N)
+    for s in range(3):
+        pw, lam = power(rows[s], bug[s], N)
+        assert pw >= 1 - ALPHA, f"row {s}: power {pw:.3g} (lambda {lam:.1f}); raise N"
+        assert_law(np.bincount(good.sample(np.full(N, s * 9), u), minlength=9), rows[s],
+                   f"alias row {s}")
+        stat, _, thr, _ = chi2_gof(np.bincount(bad.sample(np.full(N, s * 9), u),
+                                               minlength=9), rows[s])
+        assert stat > thr, f"row {s}: planted bug not detected ({stat:.1f} <= {thr:.1f})"
+
+
+def test_alias_table_refuses_an_invalid_law_by_name():
+    with pytest.raises(ValueError, match="draft kernel has negative or non-finite"):
+        montecarlo._AliasTable(np.array([[0.5, np.nan]]), "draft kernel")
+    with pytest.raises(ValueError, match="draft kernel has negative or non-finite"):
+        montecarlo._AliasTable(np.array([[1.5, -0.5]]), "draft kernel")
+    with pytest.raises(ValueError, match="draft kernel rows must sum to 1"):
+        montecarlo._AliasTable(np.array([[0.5, np.inf]]), "draft kernel")
+    with pytest.raises(ValueError, match="draft kernel rows must sum to 1"):
+        montecarlo._AliasTable(np.array([[0.5, 0.4]]), "draft kernel")
+
+
+def _argmax_path(pair, T):
+    """The greedy-decoding path of the target, followed here state by state."""
+    path, s = [], pair.start
+    for n in range(T):
+        x = int(np.argmax(pair.target.kernel(n)[s]))
+        path.append(x)
+        s = pair.state_of[x]
+    return np.array(path)
+
+
+@pytest.mark.parametrize("gamma", [None, 0, 1, 3])
+@pytest.mark.parametrize("pair", [YIN, ZEROS], ids=["yin73", "zeros"])
+def test_greedy_rule_emits_the_target_argmax_path_in_every_run(pair, gamma):
+    # greedy verification keeps a draft iff it is the argmax; recovered and bonus tokens are
+    # the argmax too (rules.greedy.bonus), so greedy SD is greedy decoding: every run is the
+    # same deterministic path, whatever the blocks
+    T = pair.max_horizon
+    res = simulate(pair, rules.greedy, T, gamma=gamma, runs=500, rng=4)
+    np.testing.assert_array_equal(res.tokens, np.tile(_argmax_path(pair, T), (500, 1)))
+
+
+@pytest.mark.parametrize("pair", [YIN, ZEROS], ids=["yin73", "zeros"])
+def test_greedy_with_gamma_blocks_agrees_with_the_exact_engine_on_the_argmax_path(pair):
+    T, gamma = pair.max_horizon, 3
+    path = _argmax_path(pair, T)
+    marg = exact.output_marginals(pair, rules.greedy, T, gamma, "first")
+    np.testing.assert_allclose(marg, np.eye(pair.V)[path], rtol=0, atol=1e-12)
+    res = simulate(pair, rules.greedy, T, gamma=gamma, runs=N_LAW, rng=5)
+    assert_mean(res.mean_rejections, res.sem_rejections,
+                exact.expected_rejections(pair, rules.greedy, T, gamma, "first"),
+                "greedy gamma=3 E[rej]")
+
+
+class UniformBonus(Rule):
+    """Lossless verification whose bonus token is uniform over the vocabulary instead of p: the
+    engine must draw bonus tokens from ``rule.bonus``."""
+
+    name = "lossless-uniform-bonus"
+
+    def acceptances(self, p, q):
+        return rules.lossless.acceptances(p, q)
+
+    def residual(self, p, q):
+        return rules.lossless.residual(p, q)
+
+    def bonus(self, p):
+        return np.full_like(p, 1.0 / p.shape[-1])
+
+
+def test_bonus_tokens_are_drawn_from_the_rules_bonus_law():
+    # gamma = 0: every position is a bonus position, so every token is uniform
+    T, V = 4, YIN.V
+    res = simulate(YIN, UniformBonus(), T, gamma=0, runs=N_LAW, rng=13)
+    uniform = np.full((V, V), 1.0 / V**2)
+    assert_law(joint2_counts(res.tokens, V), uniform, "uniform bonus joint")
+    # the statistic tells the uniform bonus from a bonus drawn from the target, and does
+    target = joint2_law(_kernels(YIN, "target", 2), YIN.start, YIN.state_of)
+    pw, _ = power(uniform, target, N_LAW)
+    assert pw >= 1 - ALPHA
+    stat, _, thr, _ = chi2_gof(joint2_counts(simulate(YIN, rules.lossless, T, gamma=0,
+                                                      runs=N_LAW, rng=13).tokens, V), uniform)
+    assert stat > thr
+
+
+@pytest.mark.parametrize("pair", [YIN, ZEROS], ids=["yin73", "zeros"])
+def test_bonus_tokens_inside_blocks_agree_with_the_exact_engine(pair):
+    T, gamma = pair.max_horizon, 2
+    res = simulate(pair, UniformBonus(), T, gamma=gamma, runs=N_LAW, rng=14)
+    marg = exact.output_marginals(pair, UniformBonus(), T, gamma, "first")
+    for n in range(T):
+        assert_law(marginal_counts(res.tokens, n, pair.V), marg[n], f"uniform bonus {n}")
+
+
+@pytest.mark.parametrize("rule,by_step", [
+    (rules.lossless, True), (rules.greedy, True), (rules.kseq(3).single(), True),
+    (rules.over_accept(0.1), False), (rules.lenient(0.5), False), (UniformBonus(), False)],
+    ids=["lossless", "greedy", "kseq-single", "over-accept", "lenient", "uniform-bonus"])
+def test_bonus_is_drawn_as_a_verification_step_only_when_that_step_has_the_bonus_law(rule,
+                                                                                      by_step):
+    # a lossless step outputs p (Leviathan et al. §2.3) and a greedy step the argmax of p: their
+    # bonus laws; a biased rule's step law is not p (theory.md §1.7), nor is it uniform
+    P, Q = ZEROS.kernels(1)
+    assert montecarlo._Tables(P, Q, {1: rule}, rule).bonus_by_step is by_step
 
 
 def test_progress_bar_does_not_change_the_result(capsys):
@@ -729,7 +884,6 @@ def test_a_rule_returning_an_invalid_law_is_refused_by_name():
 
 # ============================================================================================
 # agreement with the exact engine (scdsim.exact.markov)
-# Guarded while the exact engine is being written; remove the guard once it has landed.
 
 EXACT_RULES = [
     (rules.lossless, "first"),
@@ -745,16 +899,11 @@ EXACT_RULES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def exact():
-    return pytest.importorskip("scdsim.exact.markov")
-
-
 @pytest.mark.parametrize("gamma", [None, 3])
 @pytest.mark.parametrize("pair", [YIN, ZEROS], ids=["yin73", "zeros"])
 @pytest.mark.parametrize("rule,batch", EXACT_RULES,
                          ids=[f"{r.name}-{b}" for r, b in EXACT_RULES])
-def test_monte_carlo_agrees_with_the_exact_engine(exact, rule, batch, pair, gamma):
+def test_monte_carlo_agrees_with_the_exact_engine(rule, batch, pair, gamma):
     T, N = 4, N_LAW
     res = simulate(pair, rule, T, gamma=gamma, runs=N, rng=77, batch=batch)
     what = f"{rule.name} {batch} gamma={gamma}"
