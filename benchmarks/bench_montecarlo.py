@@ -118,7 +118,6 @@ def hf_baseline(pair, horizon, runs, hf, seed=0):
     torch.manual_seed(seed)  # _speculative_sampling draws from torch's global RNG
     logP = torch.log(torch.tensor(np.array(pair.target.kernels), dtype=torch.float32))
     logQ = torch.log(torch.tensor(np.array(pair.draft.kernels), dtype=torch.float32))
-    Pt = torch.softmax(logP, dim=-1)
     Qt = torch.softmax(logQ, dim=-1)
     so = torch.tensor(np.array(pair.state_of))
     verified = 0

@@ -77,8 +77,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from scdsim._validate import check_choice, check_int
-from scdsim.chains import MarkovLM, MarkovPair
+from scdsim._validate import check_int, check_sequence_args
+from scdsim.chains import MarkovLM
 from scdsim.rules import Rule
 
 __all__ = ["simulate", "SimResult", "sample_autoregressive"]
@@ -524,20 +524,9 @@ class SimResult:
 
 
 def _check_sim_args(pair, rule, horizon, gamma, runs, batch):
-    if not isinstance(pair, MarkovPair):
-        raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
-    if not isinstance(rule, Rule):
-        raise TypeError(f"rule must be a scdsim rule (e.g. rules.lossless), got {rule!r}")
-    if not rule.samplable:
-        raise TypeError(
-            f"rule {rule.name} is not samplable (no sequential acceptance/residual form); "
-            "the Monte Carlo engine cannot run it"
-        )
-    horizon = pair.check_horizon(horizon)
-    gamma = check_int(gamma, "gamma", minimum=0, allow_none=True)
-    runs = check_int(runs, "runs", minimum=1)
-    check_choice(batch, "batch", {"first", "tree"})
-    return horizon, gamma, runs
+    horizon, gamma = check_sequence_args(pair, rule, horizon, gamma, batch,
+                                         "Monte Carlo engine")
+    return horizon, gamma, check_int(runs, "runs", minimum=1)
 
 
 def _chunk_positions(runs, n_slots, horizon):

@@ -804,6 +804,76 @@ def test_planted_bug_is_detected_with_computed_power(label, make):
     assert_law(joint2_counts(res.tokens, V), buggy, f"{label} buggy law")
 
 
+def _loop_sd(pair, T, gamma, runs, seed, keep_rejected_draft=False):
+    """Leviathan et al. Alg. 1 written as a plain per-run loop (lossless rule, gamma drafts
+    per block, bonus from p), independent of the engine. ``keep_rejected_draft`` plants the
+    classic off-by-one in the accepted prefix: the block emits ``drafts[:accepted + 1]`` (the
+    rejected draft kept) before the recovered token."""
+    rng = np.random.default_rng(seed)
+    K = [pair.kernels(n) for n in range(T)]
+
+    def draw(law):
+        return min(int(np.searchsorted(np.cumsum(law), rng.random(), side="right")),
+                   len(law) - 1)
+
+    out = np.empty((runs, T), dtype=np.int64)
+    for i in range(runs):
+        toks, s = [], pair.start
+        while len(toks) < T:
+            n0, states, drafts = len(toks), [], []
+            for n in range(n0, min(T, n0 + gamma)):
+                states.append(s)
+                drafts.append(draw(K[n][1][s]))
+                s = pair.state_of[drafts[-1]]
+            accepted, rejected_at = 0, None
+            for j, x in enumerate(drafts):
+                P, Q = K[n0 + j][0][states[j]], K[n0 + j][1][states[j]]
+                if rng.random() < min(1.0, P[x] / Q[x]):
+                    accepted += 1
+                else:
+                    rejected_at = j
+                    break
+            if rejected_at is None:
+                toks += drafts
+                if len(toks) < T:  # bonus from the target after the last accepted draft
+                    st = pair.state_of[toks[-1]] if toks else pair.start
+                    toks.append(draw(K[len(toks)][0][st]))
+            else:
+                n = n0 + rejected_at
+                P, Q = K[n][0][states[rejected_at]], K[n][1][states[rejected_at]]
+                kept = drafts[:accepted + 1] if keep_rejected_draft else drafts[:accepted]
+                toks += kept + [draw(rules.lossless.residual(P, Q))]
+            toks = toks[:T]
+            s = pair.state_of[toks[-1]]
+        out[i] = toks
+    return out
+
+
+def test_off_by_one_in_the_accepted_prefix_is_detected_with_computed_power():
+    """The output-law check that the engine passes also passes an independent loop
+    implementation of Alg. 1, and fails the same loop with the rejected draft kept in the
+    prefix (``drafts[:accepted + 1]``), with power computed from the buggy law."""
+    T, gamma, N, V = 4, 2, N_LAW, YIN.V
+    K = _kernels(YIN, "target", T)
+    good = _loop_sd(YIN, T, gamma, N, seed=71)
+    _check_output_law(good, K, YIN.start, YIN.state_of, YIN.S, V, gamma, T, "loop Alg. 1")
+    # exact law of the first two tokens under the bug: a rejected draft at position 0 is kept
+    # and followed by the residual token of position 0; an accepted one is followed by the
+    # position-1 draft whether or not it is accepted, i.e. by q itself
+    (P0, Q0), (P1, Q1) = YIN.kernels(0), YIN.kernels(1)
+    q0, a0 = Q0[YIN.start], rules.lossless.acceptances(P0, Q0)[YIN.start, 0]
+    r0 = rules.lossless.residual(P0[YIN.start], Q0[YIN.start])
+    buggy = (q0 * a0)[:, None] * Q1[YIN.state_of] + (q0 * (1 - a0))[:, None] * r0[None, :]
+    target = joint2_law(K, YIN.start, YIN.state_of)
+    assert abs(buggy.sum() - 1) < 1e-12 and np.abs(buggy - target).sum() > 1e-3
+    pw, lam = power(target, buggy, N)
+    assert pw >= 1 - ALPHA, f"power {pw:.3g} (lambda {lam:.1f}) too low; raise N"
+    bad = _loop_sd(YIN, T, gamma, N, seed=71, keep_rejected_draft=True)
+    with pytest.raises(AssertionError, match="joint"):
+        _check_output_law(bad, K, YIN.start, YIN.state_of, YIN.S, V, gamma, T, "off-by-one")
+    assert_law(joint2_counts(bad, V), buggy, "off-by-one buggy law")
+
+
 # ============================================================================================
 # error paths
 

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from scdsim import cost as _cost
-from scdsim._validate import check_choice, check_int, check_real
+from scdsim._validate import check_int, check_real, check_sequence_args
 from scdsim.chains import MarkovPair
-from scdsim.rules import Rule, sequential_parts
+from scdsim.rules import sequential_parts
 
 __all__ = [
     "expected_rejections",
@@ -75,19 +75,7 @@ JOINT_MAX_SEQUENCES = 2_000_000
 
 
 def _check_args(pair, rule, horizon, gamma, batch):
-    if not isinstance(pair, MarkovPair):
-        raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
-    if not isinstance(rule, Rule):
-        raise TypeError(f"rule must be a scdsim rule (e.g. rules.lossless), got {rule!r}")
-    if not rule.samplable:
-        raise TypeError(
-            f"rule {rule.name} has no sequential (acceptance, residual) form; the sequence-level "
-            "engine needs a samplable rule"
-        )
-    horizon = pair.check_horizon(horizon)
-    gamma = check_int(gamma, "gamma", minimum=0, allow_none=True)
-    check_choice(batch, "batch", {"first", "tree"})
-    return horizon, gamma
+    return check_sequence_args(pair, rule, horizon, gamma, batch, "sequence-level exact engine")
 
 
 # ------------------------------------------------------------------------------------------
