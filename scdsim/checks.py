@@ -328,7 +328,7 @@ def format_table(rows: list[Row]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         comp = f"{r.value:14.6f}" if math.isfinite(r.value) else f"{'error':>14}"
-        lines.append(f"{r.section:<5} {r.name[:58]:<58} {r.expected:11.6f} {comp} {r.tol:8.1g}  "
+        lines.append(f"{r.section:<5} {r.name[:58]:<58} {r.expected:11.6f} {comp} {r.tol:8.3g}  "
                      f"{'PASS' if r.passed else 'FAIL'} {r.source}" + (f"  [{r.error}]" if r.error else ""))
     n_pass = sum(r.passed for r in rows)
     lines.append("-" * len(head))

@@ -122,9 +122,14 @@ def cmd_simulate(args):
             ("E[target calls]", float(law.block_starts.sum()), res.mean_target_calls, res.sem_target_calls)]
     if gamma is not None:
         bs = X.block_stats(pair, rule, T, gamma, c=args.c, batch=args.batch)
-        mc_speed = T / float(np.mean(res.target_calls + args.c * res.draft_tokens))
-        rows.append(("tokens per call", bs.tokens_per_call, T / res.mean_target_calls, float("nan")))
-        rows.append((f"speedup (c={args.c})", bs.speedup, mc_speed, float("nan")))
+        # T / mean(X) for per-run costs X; s.e. by the delta method, T sd(X) / (sqrt(N) mean(X)^2)
+        for name, exact_value, X in (
+                ("tokens per call", bs.tokens_per_call, res.target_calls.astype(float)),
+                (f"speedup (c={args.c})", bs.speedup, res.target_calls + args.c * res.draft_tokens)):
+            m = float(np.mean(X))
+            se = (T * float(np.std(X, ddof=1)) / (math.sqrt(X.shape[0]) * m * m)
+                  if X.shape[0] > 1 else float("nan"))
+            rows.append((name, exact_value, T / m, se))
     mc_marg = np.stack([np.bincount(res.tokens[:, n], minlength=pair.V) for n in range(T)]) / res.tokens.shape[0]
     tv_last = 0.5 * np.abs(mc_marg[-1] - law.marginals[-1]).sum()
     print(f"\n{'quantity':<22} {'exact':>12} {'Monte Carlo':>12} {'MC s.e.':>10} {'z':>7}")

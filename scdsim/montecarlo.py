@@ -509,7 +509,10 @@ class SimResult:
 
     @property
     def tokens_per_call(self) -> float:
-        """Mean tokens emitted per block, over all blocks of all runs (``T runs / calls``)."""
+        """Mean tokens emitted per block, over all blocks of all runs (``T runs / calls``): the
+        mean *acceptance length* (tau) that EAGLE/Medusa-style papers report. The accepted
+        lengths of single blocks are in ``block_tokens_hist`` (a block of ``j`` tokens
+        accepted ``j - 1`` drafts, or ``j`` when it reached the horizon without a bonus)."""
         return self.horizon * self.runs / float(self.target_calls.sum())
 
     def acceptance_by_phase(self) -> np.ndarray:

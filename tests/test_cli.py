@@ -71,6 +71,14 @@ def test_simulate_with_blocks_prints_speedup_and_iid_gap(capsys):
                "--c", "0.05", "--runs", "3000", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and "speedup (c=0.05)" in out and "i.i.d. prediction" in out
+    line = next(l for l in out.splitlines() if l.startswith("speedup (c=0.05)"))
+    exact, mc, se, z = map(float, line.split()[2:])
+    from scdsim import block_stats, chains
+
+    bs = block_stats(chains.dirichlet_pair(8, 0.3), rules.lossless, 30, 3, c=0.05)
+    assert abs(exact - bs.speedup) < 1e-6
+    # delta-method s.e. of T / mean(cost): positive and small, and the MC value within 4.89 of it
+    assert 0 < se < 0.05 and abs(mc - exact) <= 4.89 * se and abs(z - (mc - exact) / se) < 0.01
 
 
 @pytest.mark.parametrize(
