@@ -880,3 +880,30 @@ def test_bad_input_raises_naming_the_argument():
         mk.stationary_rates(yin, rules.lossless)
     with pytest.raises(ValueError, match="M must be >= 1, got 0"):
         mk.batch_curve(hom, 3, [2, 0])
+
+
+# --------------------------------------------------------------------------------------------
+# the bonus fold: an optimisation that must not change a number
+
+
+@pytest.mark.parametrize("rule,folds", [(rules.lossless, True), (rules.greedy, True),
+                                        (rules.recursive(2), True),
+                                        (rules.over_accept(0.1), False), (rules.lenient(0.5), False)],
+                         ids=lambda x: getattr(x, "name", str(x)))
+def test_bonus_fold_is_taken_only_when_exact_and_changes_no_number(rule, folds, monkeypatch):
+    """When the bonus law equals the single-draft step law, the engine folds the bonus phase
+    into the verification products (two operators per position instead of three); the
+    sequence law is the same as without the fold to 1e-14, and lossy rules never fold."""
+    rng = np.random.default_rng(5)
+    pair = MarkovPair(MarkovLM(rng.dirichlet(np.full(6, 0.5), size=6)),
+                      MarkovLM(rng.dirichlet(np.full(6, 0.5), size=6)))
+    chain = mk._Chain(pair, rule, 3, "first")
+    groups = chain.operators(0)
+    assert any(len(g) == 6 for g in groups) == folds
+    law = mk.sequence_law(pair, rule, 12, 3, "first")
+    monkeypatch.setattr(mk, "_FOLD_ATOL", -1.0)  # a fold never qualifies
+    assert not any(len(g) == 6 for g in mk._Chain(pair, rule, 3, "first").operators(0))
+    ref = mk.sequence_law(pair, rule, 12, 3, "first")
+    for name in ("marginals", "position_rejection", "block_starts", "block_end_tokens"):
+        np.testing.assert_allclose(getattr(law, name), getattr(ref, name), rtol=0, atol=1e-14,
+                                   err_msg=name)

@@ -860,7 +860,7 @@ def test_off_by_one_in_the_accepted_prefix_is_detected_with_computed_power():
     # exact law of the first two tokens under the bug: a rejected draft at position 0 is kept
     # and followed by the residual token of position 0; an accepted one is followed by the
     # position-1 draft whether or not it is accepted, i.e. by q itself
-    (P0, Q0), (P1, Q1) = YIN.kernels(0), YIN.kernels(1)
+    (P0, Q0), Q1 = YIN.kernels(0), YIN.kernels(1)[1]
     q0, a0 = Q0[YIN.start], rules.lossless.acceptances(P0, Q0)[YIN.start, 0]
     r0 = rules.lossless.residual(P0[YIN.start], Q0[YIN.start])
     buggy = (q0 * a0)[:, None] * Q1[YIN.state_of] + (q0 * (1 - a0))[:, None] * r0[None, :]

@@ -174,10 +174,41 @@ class _Chain:
                     groups.append((srcs, [start] * len(srcs), None, rej, res))
         bonus = [i for i, ph in enumerate(self.phases) if self.is_bonus(ph)]
         if bonus:
-            groups.append((bonus, [start] * len(bonus), self.rule.bonus(P), None, None))
+            B = self.rule.bonus(P)
+            fold = self._fold_bonus(groups, B) if not self.split else None
+            if fold is None:
+                groups.append((bonus, [start] * len(bonus), B, None, None))
+            else:
+                # the bonus law equals the single-draft step law: the bonus phases join the
+                # accepted-law product (to the start phase) and feed the residual product
+                # without counting a rejection (``quiet``): two operators per position, not three
+                wi, ri = fold
+                srcs, dsts, W, _, _ = groups[wi]
+                groups[wi] = (srcs + bonus, dsts + [start] * len(bonus), W, None, None)
+                groups[ri] = groups[ri][:5] + (bonus,)
         if self.pair.homogeneous:
             self._cache = groups
         return groups
+
+
+    def _fold_bonus(self, groups, B):
+        """Indices ``(W group, residual group)`` of the single-draft verification whose step law
+        ``W + rej res`` equals the bonus law ``B`` on every row to ``_FOLD_ATOL``; else None."""
+        if self.batch == "tree":
+            return None
+        for wi in range(len(groups) - 1):
+            srcs, _, W, rej, res = groups[wi][:5]
+            nxt = groups[wi + 1]
+            if (W is not None and rej is None and nxt[2] is None and nxt[4] is not None
+                    and nxt[0] == srcs and self.phases[srcs[0]].m == 1):
+                if np.max(np.abs(W + nxt[3][:, None] * nxt[4] - B)) <= _FOLD_ATOL:
+                    return wi, wi + 1
+        return None
+
+
+#: Tolerance of the bonus fold (``_Chain._fold_bonus``): far below the 1e-12 of exact claims
+#: after propagation, far above the rounding of ``W + rej res`` (a few ulps).
+_FOLD_ATOL = 1e-14
 
 
 def _accepted_law(rule, P, Q):
@@ -292,7 +323,7 @@ def _propagate(chain, horizon, track_counts=False):
     for n in range(horizon):
         starts[n] = mass[chain.start_phase].sum()
         new_tok.fill(0.0)
-        for srcs, dsts, W, rej, res in chain.operators(n):
+        for srcs, dsts, W, rej, res, *quiet in chain.operators(n):
             m_src = mass[srcs]  # (len, J, S)
             if W is not None:
                 out = _times(m_src.reshape(-1, S), W).reshape(len(srcs), J, V)
@@ -307,7 +338,10 @@ def _propagate(chain, horizon, track_counts=False):
                     for i, si in enumerate(srcs):
                         ends[chain.phases[si].k + 1] += per_src[i].sum()
                 if res is not None:
-                    rt = _times(per_src.sum(axis=0), res)  # (J, V)
+                    into = per_src.sum(axis=0)  # (J, S)
+                    if quiet:  # folded bonus phases: through the residual, not a rejection
+                        into = into + (mass[quiet[0]] * rej).sum(axis=0)
+                    rt = _times(into, res)  # (J, V)
                     if track_counts:
                         rt = np.concatenate([np.zeros((1, V)), rt[:-1]], axis=0)
                     new_tok[chain.start_phase] += rt
@@ -436,7 +470,7 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
     for n in range(horizon):
         groups = chain.operators(n)
         new = np.zeros((mass.shape[0], V, K))
-        for srcs, dsts, W, rej, res in groups:
+        for srcs, dsts, W, rej, res, *_ in groups:
             if W is not None:
                 for i, d in zip(srcs, dsts):
                     new[:, :, d] += mass[:, i, None] * W[states]
@@ -577,7 +611,7 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     call_end = np.zeros(N)
     draft_pos = np.zeros(N)
     Smap = pair.target.state_matrix()
-    for srcs, dsts, W, rej, res in chain.operators(0):
+    for srcs, dsts, W, rej, res, *_ in chain.operators(0):
         for i, d in zip(srcs, dsts):
             if W is not None:
                 Tm[i * S:(i + 1) * S, d * S:(d + 1) * S] += W @ Smap
