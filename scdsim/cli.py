@@ -136,7 +136,12 @@ def cmd_simulate(args):
     for name, ex, mc, se in rows:
         z = (mc - ex) / se if se and math.isfinite(se) and se > 0 else float("nan")
         print(f"{name:<22} {ex:12.6f} {mc:12.6f} {se:10.6f} {z:7.2f}")
-    print(f"TV(MC, exact) of the last token's law: {tv_last:.4f} ({res.tokens.shape[0]} runs)")
+    N = res.tokens.shape[0]
+    pl = law.marginals[-1]
+    # E|p_hat - p| per cell is about sqrt(2 p (1 - p) / (pi N)): the TV that sampling noise alone gives
+    noise = 0.5 * float(np.sum(np.sqrt(2.0 * pl * (1.0 - np.clip(pl, 0.0, 1.0)) / (math.pi * N))))
+    print(f"TV(MC, exact) of the last token's law: {tv_last:.4f} ({N} runs; sampling noise "
+          f"alone gives about {noise:.4f}); chi-square p-value {_chi2_pvalue(mc_marg[-1] * N, pl):.3g}")
     if gamma is not None:
         print(f"i.i.d. prediction (Leviathan Thm 3.8) at alpha={bs.alpha:.4f}: speedup {bs.iid_speedup:.4f}"
               f" (exact minus i.i.d.: {bs.iid_gap:+.4f})")
@@ -146,6 +151,32 @@ def cmd_simulate(args):
         print(f"exact TV of the last token's law to the target's: "
               f"{0.5 * np.abs(law.marginals[-1] - _target_marginal(pair, T)).sum():.6f}")
     return 0
+
+
+def _chi2_pvalue(counts, probs):
+    """Pearson chi-square p-value of ``counts`` against ``probs``; cells with an expected count
+    below 5 are pooled (with the smallest kept cell while the pool is below 5). NaN when fewer
+    than two cells remain; 0 when a zero-probability cell was drawn."""
+    import numpy as np
+    from scipy import stats
+
+    counts, probs = np.asarray(counts, dtype=float), np.asarray(probs, dtype=float)
+    N = counts.sum()
+    if np.any(counts[probs <= 0] > 0):
+        return 0.0
+    E = N * probs
+    keep = list(np.flatnonzero(E >= 5))
+    pool = list(np.flatnonzero((E < 5) & (probs > 0)))
+    if pool and E[pool].sum() < 5 and keep:
+        j = min(keep, key=lambda i: E[i])
+        keep.remove(j)
+        pool.append(j)
+    groups = [[i] for i in keep] + ([pool] if pool else [])
+    if len(groups) < 2:
+        return float("nan")
+    O = np.array([counts[g].sum() for g in groups])
+    Eg = np.array([E[g].sum() for g in groups])
+    return float(stats.chi2.sf(np.sum((O - Eg) ** 2 / Eg), len(groups) - 1))
 
 
 def _target_marginal(pair, T):
