@@ -418,17 +418,29 @@ def expected_rejections_theorem1(pair, horizon):
     if not isinstance(pair, MarkovPair):
         raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
     horizon = pair.check_horizon(horizon)
+    tv = _per_position(pair, horizon, lambda P, Q: 1.0 - np.minimum(P, Q).sum(axis=1))
+    return _state_average(pair, horizon, tv, lambda n, s: s @ pair.target.kernel(n))
+
+
+def _per_position(pair, horizon, fn):
+    """``fn(P, Q)`` for each position ``n < horizon``: evaluated once for a homogeneous pair."""
+    if pair.homogeneous:
+        value = fn(*pair.kernels(0))
+        return lambda n: value
+    values = [fn(*pair.kernels(n)) for n in range(horizon)]
+    return lambda n: values[n]
+
+
+def _state_average(pair, horizon, per_state, token_law):
+    """``sum_n E[per_state(n)[s_n]]``, the state ``s_n`` before token ``n`` following
+    ``token_law(n, state law) -> (V,)`` (the law of token ``n``) through ``state_of``."""
     identity = _is_identity(pair)
     s = np.zeros(pair.S)
     s[pair.start] = 1.0
     total = 0.0
-    tv = None
     for n in range(horizon):
-        P, Q = pair.kernels(n)
-        if tv is None or not pair.homogeneous:
-            tv = 1.0 - np.minimum(P, Q).sum(axis=1)
-        total += float(s @ tv)
-        s = _to_states(pair, s @ P, identity)
+        total += float(s @ per_state(n))
+        s = _to_states(pair, token_law(n, s), identity)
     return total
 
 
@@ -568,18 +580,8 @@ def _mean_rule_rejection(pair, rule, marginals):
     from scdsim.rules import rejection_prob
 
     T = marginals.shape[0]
-    identity = _is_identity(pair)
-    s = np.zeros(pair.S)
-    s[pair.start] = 1.0
-    tot = 0.0
-    rej = None
-    for n in range(T):
-        if rej is None or not pair.homogeneous:  # one evaluation for a homogeneous pair
-            P, Q = pair.kernels(n)
-            rej = rejection_prob(rule, P, Q)
-        tot += float(s @ rej)
-        s = _to_states(pair, marginals[n], identity)
-    return tot / T
+    rej = _per_position(pair, T, lambda P, Q: rejection_prob(rule, P, Q))
+    return _state_average(pair, T, rej, lambda n, s: marginals[n]) / T
 
 
 @dataclass(frozen=True)
