@@ -128,7 +128,7 @@ def main(argv=None):
     rows = [(v, 1000) for v in Vs] + [(1000, t) for t in Ts]
     for v, t in rows:
         p = pair if v == V else make_pair(v)
-        el = best_time(lambda: mk.expected_rejections(p, rules.lossless, t), repeats)
+        el = best_time(lambda p=p, t=t: mk.expected_rejections(p, rules.lossless, t), repeats)
         fl = floor_time(v, t, repeats)
         print(f"{v:>6} {t:>6} {el * 1e3:9.1f} {fl * 1e3:9.1f} {el / fl:7.2f}")
 

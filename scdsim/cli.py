@@ -90,7 +90,7 @@ def _write_json_atomic(path, obj):
 
 
 def cmd_theory(args):
-    from scdsim.checks import foundation_checks, format_table, run_checks, sequence_checks
+    from scdsim.checks import format_table, foundation_checks, run_checks, sequence_checks
 
     checks = foundation_checks()
     if not args.foundation_only:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import math
 
-
 from scdsim._validate import as_logit_pair, check_choice, check_logits, check_real, namespace
 from scdsim.distributions import log_softmax, softmax
 

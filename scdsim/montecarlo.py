@@ -296,7 +296,7 @@ class _AliasTable:
         """Tokens for row offsets ``base = s V`` and uniforms ``u`` in [0, 1)."""
         return self.draw(base, *_split(np.asarray(u, dtype=np.float64), self.V))
 
-    def accepting(self, acc: np.ndarray) -> "_AliasTable":
+    def accepting(self, acc: np.ndarray) -> _AliasTable:
         """Attach the flat ``(S V,)`` acceptances ``a`` of the law's tokens (single draft)."""
         if self._acc is not acc:
             rec = np.empty(self.S * self.V, dtype=_REC_ACC)

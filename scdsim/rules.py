@@ -114,13 +114,13 @@ class Rule:
         """
         return p
 
-    def with_drafts(self, m: int) -> "Rule":
+    def with_drafts(self, m: int) -> Rule:
         """The same rule for ``m`` drafts (used by tree verification and batch variants)."""
         if m == self.M:
             return self
         raise ValueError(f"rule {self.name!r} is defined for M={self.M} drafts only, not {m}")
 
-    def single(self) -> "Rule":
+    def single(self) -> Rule:
         """The single-draft rule used after the first position of a multi-draft round."""
         return self.with_drafts(1)
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from scipy.special import entr
+from strategies import MAX_V, batched_pairs, prob_pairs, prob_vectors
 
 from scdsim.distributions import (
     entropy,
@@ -24,7 +25,6 @@ from scdsim.distributions import (
     tv,
     warp,
 )
-from strategies import MAX_V, batched_pairs, prob_pairs, prob_vectors
 
 EXACT = 1e-12
 

@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import prob_pairs
 
 from scdsim import cost, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as mk
-
-from strategies import prob_pairs
 
 ATOL = 1e-12
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import batched_pairs, bernoulli_params, normalise, prob_pairs
 
 from scdsim import rules
 from scdsim.exact.lp import (
@@ -26,7 +27,6 @@ from scdsim.exact.lp import (
     pareto_front,
     rejection_lower_bound,
 )
-from strategies import batched_pairs, bernoulli_params, normalise, prob_pairs
 
 EXACT = 1e-12
 

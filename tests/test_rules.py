@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import entr
+from strategies import batched_pairs, bernoulli_params, normalise, prob_pairs
 
 from scdsim import rules
 from scdsim.rules import acceptance_prob, rejection_prob, sequential_parts, step_law
-from strategies import batched_pairs, bernoulli_params, normalise, prob_pairs
 
 EXACT = 1e-12  # float64 identities
 TABLE6 = 5e-7 + 1e-12  # theory.md prints 6 decimals: half a unit of the last digit
