@@ -150,6 +150,14 @@ def cmd_simulate(args):
     if rule.lossy:
         print(f"exact TV of the last token's law to the target's: "
               f"{0.5 * np.abs(law.marginals[-1] - _target_marginal(pair, T)).sum():.6f}")
+    if args.json:
+        _write_json_atomic(args.json, {
+            "pair": pair.name or args.pair, "V": pair.V, "S": pair.S, "horizon": T,
+            "rule": rule.name, "gamma": gamma, "batch": args.batch, "c": args.c,
+            "runs": res.runs, "seed": res.seed,
+            "rows": [{"quantity": name, "exact": ex, "monte_carlo": mc,
+                      "se": se if math.isfinite(se) else None} for name, ex, mc, se in rows],
+        })
     return 0
 
 
@@ -210,6 +218,7 @@ def build_parser():
     si.add_argument("--runs", type=int, default=20_000, help="Monte Carlo runs")
     si.add_argument("--seed", type=int, default=0)
     si.add_argument("--no-progress", action="store_true")
+    si.add_argument("--json", metavar="FILE", help="also write the figures as JSON (atomically)")
     si.set_defaults(func=cmd_simulate)
     return ap
 

@@ -140,3 +140,19 @@ def test_simulate_chi_square_p_value_is_one_on_exact_counts_and_small_on_a_wrong
     small = sum(_chi2_pvalue(rng.multinomial(2000, probs), probs) < 0.05 for _ in range(400))
     low, high = stats.binom.ppf(0.5e-6, 400, 0.05), stats.binom.isf(0.5e-6, 400, 0.05)
     assert low <= small <= high, (small, low, high)
+
+
+def test_simulate_json_holds_the_printed_rows(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "sub" / "sim.json"
+    rc = main(["simulate", "--pair", "yin", "--rule", "lossless", "--gamma", "2", "--runs", "3000",
+               "--no-progress", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["rule"] == "lossless" and data["gamma"] == 2 and data["runs"] == 3000
+    assert [r["quantity"] for r in data["rows"]][:2] == ["E[rejections]", "E[target calls]"]
+    line = next(l for l in printed.splitlines() if l.startswith("E[rejections]"))
+    assert float(line.split()[1]) == pytest.approx(data["rows"][0]["exact"], abs=1e-6)
+    assert not list(out.parent.glob("*.tmp"))  # the atomic write left no temporary file
