@@ -4,8 +4,16 @@ Every public function validates its arguments here once, at the boundary; the ke
 it assume clean input. The checks work on any array namespace that ``array_api_compat`` knows
 (NumPy, PyTorch), so the real-model engine validates torch tensors with the same code.
 
-Tolerance: a probability row must sum to 1 within ``PROB_ATOL`` (1e-6 in float64, 1e-4 for
-float32/float16 inputs, whose rounding is coarser). Entries must be finite and >= 0.
+Tolerance policy (one, by dtype, used by every public function): a probability row must sum to 1
+within ``prob_atol(dtype)`` -- 1e-6 for float64, 1e-4 for float32, 4e-3 for float16 and 3e-2
+for bfloat16 (about 4 units in the last place of each format: a law rounded to the format passes,
+a law off by more than its rounding does not). The row sum is taken in float64 whatever the input
+dtype, so low-precision rounding cannot hide an error. Entries must be finite and >= 0.
+
+Code that needs float64 NumPy (the LPs, the min-cut and k-SEQ closed forms, the Markov chains)
+converts at the boundary with :func:`as_numpy64` (torch tensors of any dtype, bfloat16 included)
+and, where a law must be exact, renormalises accepted rows in float64 with
+:func:`renormalised64`.
 """
 
 from __future__ import annotations
@@ -17,10 +25,15 @@ import array_api_compat
 import numpy as np
 
 PROB_ATOL = 1e-6
-PROB_ATOL_LOW_PRECISION = 1e-4
+PROB_ATOL_LOW_PRECISION = 1e-4  # float32
+PROB_ATOL_HALF = 4e-3  # float16
+PROB_ATOL_BFLOAT16 = 3e-2
 
 __all__ = [
     "PROB_ATOL",
+    "prob_atol",
+    "as_numpy64",
+    "renormalised64",
     "as_prob",
     "as_pair",
     "as_logit_pair",
@@ -41,10 +54,20 @@ def namespace(*arrays):
 
 def _to_array(x, name):
     if isinstance(x, (list, tuple, numbers.Number)):
-        x = np.asarray(x, dtype=np.float64)
+        try:
+            x = np.asarray(x)
+        except ValueError as e:  # ragged nesting
+            raise ValueError(f"{name} must be a rectangular array: {e}") from None
+        if x.dtype == object or x.dtype.kind in "USV":
+            raise TypeError(f"{name} must be an array of real numbers, got elements of dtype "
+                            f"{x.dtype}")
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name} must be an array of probabilities, got {type(x).__name__}")
-    xp = namespace(x)
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}")
+    try:
+        xp = namespace(x)
+    except TypeError:
+        raise TypeError(f"{name} must be a NumPy array or torch tensor, got "
+                        f"{type(x).__name__}") from None
     if not xp.isdtype(x.dtype, "real floating"):
         if xp.isdtype(x.dtype, ("integral", "bool")):
             x = xp.astype(x, xp.float64)
@@ -53,9 +76,62 @@ def _to_array(x, name):
     return x
 
 
+def prob_atol(dtype) -> float:
+    """Tolerance on the row sums of a law of this dtype (see the module docstring)."""
+    name = str(dtype).rsplit(".", 1)[-1]
+    if name == "float64":
+        return PROB_ATOL
+    if name == "float32":
+        return PROB_ATOL_LOW_PRECISION
+    if name == "float16":
+        return PROB_ATOL_HALF
+    if name == "bfloat16":
+        return PROB_ATOL_BFLOAT16
+    return PROB_ATOL  # float128 and the like
+
+
 def _tolerance(x) -> float:
-    xp = namespace(x)
-    return PROB_ATOL if x.dtype == xp.float64 else PROB_ATOL_LOW_PRECISION
+    return prob_atol(x.dtype)
+
+
+def as_numpy64(x):
+    """``x`` (NumPy array, torch tensor of any float dtype incl. bfloat16, list) as float64 NumPy.
+
+    The one conversion at the boundary of the NumPy-only code paths; no validation.
+    """
+    if isinstance(x, np.ndarray):
+        return np.asarray(x, dtype=np.float64)
+    if hasattr(x, "detach"):  # torch: NumPy has no bfloat16, so widen on the torch side first
+        import torch
+
+        return x.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def renormalised64(x):
+    """Validated law(s) as float64 NumPy rows that sum to 1 to rounding (divide by the row sum).
+
+    A row accepted within ``prob_atol`` (e.g. a float32 softmax) is not an exact law; the LPs
+    and the exact engine need one, or a feasible problem becomes "infeasible". Rows already
+    within 1e-13 of 1 are returned unchanged.
+    """
+    x = as_numpy64(x)
+    if x.size == 0:
+        return x
+    s = x.sum(axis=-1, keepdims=True)
+    if np.max(np.abs(s - 1.0)) <= 1e-13:
+        return x
+    return x / s
+
+
+def _row_sum64(x, xp):
+    """Row sums computed in float64 (or float32 on a device without float64, e.g. MPS)."""
+    if x.dtype == xp.float64:
+        return xp.sum(x, axis=-1)
+    try:
+        return xp.sum(xp.astype(x, xp.float64), axis=-1)
+    except (TypeError, RuntimeError):  # pragma: no cover - devices without float64
+        return xp.sum(xp.astype(x, xp.float32), axis=-1)
 
 
 def as_prob(x, name: str = "probs", *, min_ndim: int = 1):
@@ -75,12 +151,14 @@ def as_prob(x, name: str = "probs", *, min_ndim: int = 1):
         raise ValueError(f"{name} must have at least {min_ndim} axis (vocabulary last), got shape {tuple(x.shape)}")
     if x.ndim >= 1 and x.shape[-1] == 0:
         raise ValueError(f"{name} has an empty vocabulary axis (shape {tuple(x.shape)})")
+    if math.prod(x.shape) == 0:
+        return x  # an empty batch (0, V): nothing to check, nothing to compute
     if not bool(xp.all(xp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or infinite entries")
     if bool(xp.any(x < 0)):
         raise ValueError(f"{name} has negative entries (min {float(xp.min(x)):.3g})")
     if x.ndim >= 1:
-        err = xp.abs(xp.sum(x, axis=-1) - 1.0)
+        err = xp.abs(_row_sum64(x, xp) - 1.0)
         worst = float(xp.max(err)) if err.ndim else float(err)
         if worst > _tolerance(x):
             raise ValueError(
@@ -133,6 +211,8 @@ def check_logits(x, name: str = "logits"):
     xp = namespace(x)
     if x.ndim < 1 or x.shape[-1] == 0:
         raise ValueError(f"{name} must have a non-empty vocabulary axis, got shape {tuple(x.shape)}")
+    if math.prod(x.shape) == 0:
+        return x  # an empty batch
     if bool(xp.any(xp.isnan(x))):
         raise ValueError(f"{name} contains NaN")
     if bool(xp.any(x == math.inf)):

@@ -8,7 +8,7 @@ Notation
 ``ls``       ``log_softmax`` of a row of logits
 
 The papers' own letters clash with speculative decoding's ``alpha`` (acceptance rate), so the
-arguments are named by role (DESIGN.md §3):
+arguments are named by role (docs/architecture.md):
 
 ==============================  ===================  ==================================
 argument                        paper symbol         meaning
@@ -30,12 +30,12 @@ Two forms, both restricted to the plausible set ``V_alpha = {x : p_e(x) >= alpha
 
 Scores are built from log-softmaxes rather than raw logits. O'Brien & Lewis write raw logits;
 inside ``V_alpha`` the two differ by one constant per row, so the mask and the law are identical
-(theory.md §5.2 [D]), and the log-softmax form is the one that makes ``form="ratio"`` equal to
+(docs/theory.md §6 [D]), and the log-softmax form is the one that makes ``form="ratio"`` equal to
 Li et al.'s printed scores. The amateur temperature is applied in both forms (``tau = 1`` is
 O'Brien's setting).
 
 SCD (Yuan et al. 2024) is lossless speculative decoding whose target is ``contrastive(...)``;
-which form and which (alpha, beta, tau) SCD used is **not verified** (theory.md §2), hence both.
+which form and which (alpha, beta, tau) SCD used is **not verified** (docs/theory.md §7), hence both.
 
 References
 ----------
@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 
 from scdsim._validate import as_logit_pair, check_choice, check_logits, check_real, namespace
-from scdsim.distributions import log_softmax, softmax
+from scdsim.distributions import _log_softmax, _softmax
 
 __all__ = ["plausible_set", "contrastive_scores", "contrastive"]
 
@@ -139,11 +139,19 @@ def contrastive_scores(expert_logits, amateur_logits, plausibility=0.1, contrast
     check_choice(form, "form", FORMS)
 
     mask = _plausible_mask(xp, s_e, plausibility)
-    ls_e = log_softmax(s_e)
-    ls_a = log_softmax(s_a / tau)
-    mask, ls_e, ls_a = xp.broadcast_arrays(mask, ls_e, ls_a)
+    ls_e = _log_softmax(xp, s_e)
+    # shift by the row maximum before dividing by tau: a small tau cannot overflow finite logits
+    ls_a = _log_softmax(xp, s_a, tau)
+    mask, ls_e, ls_a, s_a = xp.broadcast_arrays(mask, ls_e, ls_a, s_a)
     a_finite = ls_a > -math.inf
     if contrast > 0.0 and bool(xp.any(mask & ~a_finite)):
+        if bool(xp.any(mask & ~a_finite & (s_a > -math.inf))):
+            raise ValueError(
+                f"amateur_temperature={tau:g} is so small that the amateur law "
+                "softmax(amateur_logits / amateur_temperature) underflows to probability 0 on a "
+                f"token of the plausible set; with contrast={contrast} its contrastive score "
+                "would be +inf (use a larger amateur_temperature)"
+            )
         raise ValueError(
             "amateur_logits is -inf (amateur probability 0) on a token of the plausible set; "
             f"with contrast={contrast} its contrastive score would be +inf"
@@ -180,7 +188,8 @@ def contrastive(expert_logits, amateur_logits, plausibility=0.1, contrast=0.5,
     References
     ----------
     O'Brien & Lewis (2023) §2; Li et al. (2023) §3; Yuan et al. (2024), SCD target
-    (theory.md §2, reconstructed).
+    (docs/theory.md §7, reconstructed).
     """
-    return softmax(contrastive_scores(expert_logits, amateur_logits, plausibility, contrast,
-                                      amateur_temperature, form))
+    scores = contrastive_scores(expert_logits, amateur_logits, plausibility, contrast,
+                                amateur_temperature, form)
+    return _softmax(namespace(scores), scores)

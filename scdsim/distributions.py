@@ -4,16 +4,18 @@ Notation: ``target`` is the large model's law (p in Leviathan et al. and in our 
 ``draft`` the small model's (q). All functions broadcast over leading axes; the vocabulary is
 the last axis. They accept NumPy arrays or torch tensors and return the same kind.
 
-Identities used throughout (theory.md §0):
+Identities used throughout (docs/theory.md §1):
 ``TV(p, q) = 1/2 sum|p - q| = 1 - sum min(p, q) = sum [p - q]_+``; ``overlap = 1 - TV`` is the
 single-draft acceptance probability beta of Leviathan et al. Thm 3.5.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import array_api_compat
+import numpy as np
 
 from scdsim._validate import (
     as_pair,
@@ -36,13 +38,29 @@ __all__ = [
 ]
 
 
+def _quiet(xp):
+    """Silence NumPy's over/underflow warnings where an overflow to -inf is the right answer."""
+    if xp is np or getattr(xp, "__name__", "").endswith("numpy"):
+        return np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore")
+    return contextlib.nullcontext()
+
+
 def positive_part_normalised(f, fallback):
     """``norm([f]_+)`` along the last axis; rows whose positive mass is 0 get ``fallback``.
 
     This is the numerically guarded form of the residual: when the positive part vanishes
     (e.g. ``p == q``) the residual is never sampled, but it must not be NaN.
+
+    Raises
+    ------
+    ValueError
+        If ``f`` or ``fallback`` has a NaN or infinite entry (a NaN would otherwise be dropped
+        by the positive part without a trace).
     """
     xp = namespace(f, fallback)
+    for arr, name in ((f, "f"), (fallback, "fallback")):
+        if math.prod(arr.shape) and not bool(xp.all(xp.isfinite(arr))):
+            raise ValueError(f"{name} contains NaN or infinite entries")
     pos = xp.clip(f, 0.0, None) if hasattr(xp, "clip") else xp.where(f > 0, f, 0.0)
     mass = xp.sum(pos, axis=-1, keepdims=True)
     safe = xp.where(mass > 0, mass, xp.ones_like(mass))
@@ -90,18 +108,59 @@ def entropy(probs):
     return -xp.sum(xp.where(p > 0, p * xp.log(safe), xp.zeros_like(p)), axis=-1)
 
 
+def _shifted(xp, x, temperature=1.0):
+    """``(x - max x) / temperature`` without overflow: entries are <= 0, the maxima exactly 0.
+
+    Dividing first would overflow finite logits (``1e308 / 0.5``) and ``0 / 0`` appears when
+    ``temperature`` underflows in the array's dtype; shifting first and keeping the maxima at
+    0 gives the limit law (uniform over the argmax set) as ``temperature -> 0+``.
+    """
+    if math.prod(x.shape) == 0:
+        return x
+    with _quiet(xp):
+        z = x - xp.max(x, axis=-1, keepdims=True)
+        if temperature != 1.0:
+            z = xp.where(z < 0, z / temperature, xp.zeros_like(z))
+    return z
+
+
+def _log_softmax(xp, x, temperature=1.0):
+    """Log-softmax of validated logits (no NaN/+inf, every row with a finite entry)."""
+    z = _shifted(xp, x, temperature)
+    if math.prod(z.shape) == 0:
+        return z
+    with _quiet(xp):
+        return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+
+
+def _softmax(xp, x, temperature=1.0):
+    """Softmax of validated logits; ``-inf`` logits get probability exactly 0."""
+    return xp.exp(_log_softmax(xp, x, temperature))
+
+
 def log_softmax(logits):
-    """Numerically stable log-softmax along the last axis; ``-inf`` logits stay ``-inf``."""
-    xp = namespace(logits)
-    m = xp.max(logits, axis=-1, keepdims=True)
-    z = logits - m
-    return z - xp.log(xp.sum(xp.exp(z), axis=-1, keepdims=True))
+    """Numerically stable log-softmax along the last axis; ``-inf`` logits stay ``-inf``.
+
+    Raises
+    ------
+    ValueError
+        If ``logits`` has a NaN or ``+inf`` entry or a row that is entirely ``-inf``.
+    """
+    x = check_logits(logits, "logits")
+    return _log_softmax(namespace(x), x)
 
 
 def softmax(logits):
-    """Softmax along the last axis (``-inf`` logits get probability exactly 0)."""
-    xp = namespace(logits)
-    return xp.exp(log_softmax(logits))
+    """Softmax along the last axis (``-inf`` logits get probability exactly 0).
+
+    Raises
+    ------
+    ValueError
+        If ``logits`` has a NaN or ``+inf`` entry or a row that is entirely ``-inf``.
+    """
+    x = check_logits(logits, "logits")
+    xp = namespace(x)
+    return xp.exp(_log_softmax(xp, x))
 
 
 def _keep(xp, logits, mask):
@@ -119,8 +178,10 @@ def warp(logits, temperature=1.0, top_k=None, top_p=None, epsilon=None, min_p=No
     logits : array (..., V)
         Unnormalised log-probabilities (log-probabilities are fine too); ``-inf`` masks a token.
     temperature : float >= 0
-        Divides the logits. ``0`` means greedy: the exact one-hot of the argmax (first index on
-        ties), not a tiny positive temperature.
+        Divides the logits (after shifting each row by its maximum, so finite logits never
+        overflow). ``0`` means greedy: the exact one-hot of the argmax (first index on ties);
+        a positive temperature so small that every gap overflows gives the uniform law on the
+        argmax set, the limit as ``temperature -> 0+``.
     top_k : int >= 1, optional
         Keep the ``top_k`` most likely tokens (ties at the boundary broken by index).
     top_p : float in (0, 1], optional
@@ -144,11 +205,14 @@ def warp(logits, temperature=1.0, top_k=None, top_p=None, epsilon=None, min_p=No
     xp = namespace(x)
     V = x.shape[-1]
 
+    if math.prod(x.shape) == 0:
+        return x
     if temperature == 0.0:
         idx = xp.argmax(x, axis=-1, keepdims=True)
         ar = xp.arange(V, device=array_api_compat.device(x))
         return xp.astype(ar == idx, x.dtype)
-    x = x / temperature
+    x = _shifted(xp, x, temperature)
+    softmax = lambda z: _softmax(xp, z)  # noqa: E731 - rows here always keep a finite entry
 
     order = None
     if top_k is not None and top_k < V:
