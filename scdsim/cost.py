@@ -6,16 +6,18 @@ Notation (Leviathan et al.)
 ``gamma``  number of draft tokens per target call (``gamma = 0`` is plain decoding)
 ``c``      cost coefficient: walltime of one draft run / one target run (Def. 3.7)
 ``c_hat``  arithmetic operations per token of the draft / the target (Def. 3.10)
-``lam``    SCD's acceptance rate of amateur drafts against the contrastive law (theory.md §2)
+``lam``    SCD's acceptance rate of amateur drafts against the contrastive law (docs/theory.md §7)
 
 Every formula assumes, as the paper does, that the acceptances of the drafts of a block are
 i.i.d. with mean ``alpha`` ("capped geometric" number of tokens) and long generations;
 :func:`expected_tokens_positional` drops the i.i.d. part.
 
-Functions take Python/NumPy scalars or NumPy arrays (broadcast against each other). All-scalar
-input returns a Python ``float`` (``int`` for a gamma); any array input returns a NumPy array.
+Functions take Python/NumPy scalars or NumPy arrays (broadcast against each other; shapes that do
+not broadcast raise a ValueError naming the arguments). All-scalar input returns a Python
+``float`` (``int`` for a gamma); any array input returns a NumPy array. A gamma may be any
+non-negative integer, however large (it is evaluated in float64: exact up to 2**53).
 
-:func:`scd_speedup` is **reconstructed** (theory.md §2 [R]): its cost model was not checked
+:func:`scd_speedup` is **reconstructed** (docs/theory.md §7 [R]): its cost model was not checked
 against the SCD paper's text.
 
 References
@@ -72,16 +74,29 @@ def _real_array(value, name, **bounds):
 
 
 def _int_array(value, name, minimum):
-    """Validate an integer scalar or array parameter (bools and floats rejected)."""
+    """Validate an integer scalar or array parameter (bools and floats rejected).
+
+    Returns the values as float64 (integers beyond int64, e.g. ``10**20``, are legal and would
+    overflow an integer array; float64 holds every integer up to 2**53 exactly).
+    """
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         for v in arr.flat:  # bools and floats: check_int says what is wrong
             check_int(v.item() if isinstance(v, np.generic) else v, name, minimum=minimum)
-        arr = arr.astype(np.int64)
+        arr = np.array([float(v) for v in arr.flat], dtype=np.float64).reshape(arr.shape)
     bad = arr < minimum
     if bad.any():
         check_int(int(arr[bad].flat[0]), name, minimum=minimum)
-    return arr.astype(np.int64, copy=False)
+    return arr.astype(np.float64, copy=False)
+
+
+def _broadcast(**named):
+    """Broadcast validated arrays; a shape mismatch raises naming the arguments and shapes."""
+    try:
+        return np.broadcast_arrays(*named.values())
+    except ValueError:
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in named.items())
+        raise ValueError(f"shape mismatch: {shapes} do not broadcast together") from None
 
 
 def _out(x, *inputs):
@@ -125,6 +140,7 @@ def expected_tokens(alpha, gamma):
     """
     a = _real_array(alpha, "alpha", low=0.0, high=1.0)
     g = _int_array(gamma, "gamma", 0)
+    a, g = _broadcast(alpha=a, gamma=g)
     return _out(_tokens(a, g), alpha, gamma)
 
 
@@ -152,6 +168,7 @@ def speedup(alpha, gamma, c):
     a = _real_array(alpha, "alpha", low=0.0, high=1.0)
     g = _int_array(gamma, "gamma", 0)
     cc = _real_array(c, "c", low=0.0)
+    a, g, cc = _broadcast(alpha=a, gamma=g, c=cc)
     return _out(_tokens(a, g) / (g * cc + 1.0), alpha, gamma, c)
 
 
@@ -178,6 +195,7 @@ def operations(alpha, gamma, c_hat):
     a = _real_array(alpha, "alpha", low=0.0, high=1.0)
     g = _int_array(gamma, "gamma", 0)
     ch = _real_array(c_hat, "c_hat", low=0.0)
+    a, g, ch = _broadcast(alpha=a, gamma=g, c_hat=ch)
     return _out((g * ch + g + 1.0) / _tokens(a, g), alpha, gamma, c_hat)
 
 
@@ -197,8 +215,11 @@ def optimal_gamma(alpha, c, max_gamma=200):
         Acceptance rate.
     c : float or array >= 0
         Draft/target walltime ratio.
-    max_gamma : int >= 1
-        Largest block length searched.
+    max_gamma : int in [1, 2**53]
+        Largest block length searched. Small searches evaluate every gamma; large ones
+        (``max_gamma`` times the number of (alpha, c) pairs above 2e6) use bisection, exact
+        because the speedup is quasi-concave in gamma (a concave numerator over an affine
+        denominator), so ``max_gamma = 10**9`` costs microseconds, not gigabytes.
 
     Returns
     -------
@@ -213,13 +234,54 @@ def optimal_gamma(alpha, c, max_gamma=200):
     a = _real_array(alpha, "alpha", low=0.0, high=1.0)
     cc = _real_array(c, "c", low=0.0)
     max_gamma = check_int(max_gamma, "max_gamma", minimum=1)
-    a, cc = np.broadcast_arrays(a, cc)
-    g = np.arange(1, max_gamma + 1)
-    f = _tokens(a[..., None], g) / (g * cc[..., None] + 1.0)
-    best = f.max(axis=-1, keepdims=True)
-    idx = np.argmax(f >= best * (1.0 - _TIE_RTOL), axis=-1)  # first (smallest) near-maximiser
-    value = np.take_along_axis(f, idx[..., None], axis=-1)[..., 0]
-    return OptimalGamma(_out(idx + 1, alpha, c), _out(value, alpha, c))
+    if max_gamma > _MAX_GAMMA:
+        raise ValueError(f"max_gamma must be <= 2**53 = {_MAX_GAMMA} (gammas are evaluated in "
+                         f"float64), got {max_gamma}")
+    a, cc = _broadcast(alpha=a, c=cc)
+    if max_gamma * max(a.size, 1) <= _DENSE_ENTRIES:
+        g = np.arange(1, max_gamma + 1)
+        f = _tokens(a[..., None], g) / (g * cc[..., None] + 1.0)
+        best = f.max(axis=-1, keepdims=True)
+        idx = np.argmax(f >= best * (1.0 - _TIE_RTOL), axis=-1)  # first (smallest) near-maximiser
+        value = np.take_along_axis(f, idx[..., None], axis=-1)[..., 0]
+        gamma = idx + 1
+    else:
+        gamma, value = _optimal_gamma_bisect(a, cc, max_gamma)
+    return OptimalGamma(_out(gamma, alpha, c), _out(value, alpha, c))
+
+
+_MAX_GAMMA = 2**53
+# optimal_gamma evaluates every gamma while max_gamma * (number of (alpha, c)) stays below this
+_DENSE_ENTRIES = 2_000_000
+
+
+def _optimal_gamma_bisect(a, cc, max_gamma):
+    """Smallest near-maximiser of the Thm 3.8 speedup over ``1..max_gamma``, by bisection.
+
+    ``f(g) = tokens(g) / (g c + 1)`` is quasi-concave in g: the first bisection finds the peak
+    (the first g with ``f(g + 1) <= f(g)``); ``f`` is non-decreasing before it, so a second
+    bisection finds the smallest g within the tie tolerance of the peak.
+    """
+    def f(g):
+        return _tokens(a, g) / (g * cc + 1.0)
+
+    lo = np.ones(a.shape)
+    hi = np.full(a.shape, float(max_gamma))
+    while np.any(lo < hi):
+        mid = np.floor((lo + hi) / 2.0)
+        up = (f(mid + 1.0) > f(mid)) & (lo < hi)
+        down = ~up & (lo < hi)
+        lo, hi = np.where(up, mid + 1.0, lo), np.where(down, mid, hi)
+    best = f(lo)
+    thr = best * (1.0 - _TIE_RTOL)
+    lo2, hi2 = np.ones(a.shape), lo.copy()
+    while np.any(lo2 < hi2):
+        mid = np.floor((lo2 + hi2) / 2.0)
+        active = lo2 < hi2
+        ok = f(mid) >= thr
+        lo2 = np.where(active & ~ok, mid + 1.0, lo2)
+        hi2 = np.where(active & ok, mid, hi2)
+    return lo2.astype(np.int64), f(lo2)
 
 
 def expected_tokens_positional(alphas):
@@ -280,7 +342,7 @@ def scd_speedup(lam, gamma, c, amateur="on_full_accept", baseline="expert"):
 
     Notes
     -----
-    Reconstructed in theory.md §2, not verified against Yuan et al.'s text; the two amateur
+    Reconstructed in docs/theory.md §7, not verified against Yuan et al.'s text; the two amateur
     options bracket the plausible implementations.
 
     References
@@ -293,6 +355,7 @@ def scd_speedup(lam, gamma, c, amateur="on_full_accept", baseline="expert"):
     cc = _real_array(c, "c", low=0.0)
     check_choice(amateur, "amateur", ("on_full_accept", "always"))
     check_choice(baseline, "baseline", ("expert", "cd"))
+    lm, g, cc = _broadcast(lam=lm, gamma=g, c=cc)
     if amateur == "on_full_accept":
         cost = 1.0 + cc * g + cc * lm ** g  # numpy: 0.0 ** 0 == 1, the gamma = 0 extra call
     else:
