@@ -14,7 +14,7 @@ target and a draft on the same vocabulary and state map; every engine takes one.
 
 Pair families (argument order is always (target, draft); random ones take ``seed``)
 ----------------------------------------------------------------------------------
-``yin_example``     the T = 4, V = 3 time-inhomogeneous chain of theory.md §7.3
+``yin_example``     the T = 4, V = 3 time-inhomogeneous chain of docs/theory.md §3
 ``bernoulli_pair``  Ber(target_prob) vs Ber(draft_prob), one state (Yin Fig. 3, upper)
 ``uniform_pair``    delta_0 vs Unif(V), one state (Yin Fig. 3, lower)
 ``dirichlet_pair``  random Dirichlet rows, mean TV over states hit exactly
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scdsim._validate import as_prob, check_choice, check_int, check_real
+from scdsim._validate import as_prob, check_choice, check_int, check_real, renormalised64
 
 __all__ = [
     "MarkovLM",
@@ -67,7 +67,9 @@ class MarkovLM:
     Parameters
     ----------
     kernels : array (S, V) or (T, S, V)
-        Next-token laws; rows must be probability vectors.
+        Next-token laws; rows must be probability vectors within the tolerance of their dtype
+        (``scdsim._validate.prob_atol``: float16/bfloat16/float32 rows and torch tensors are
+        accepted). They are stored as float64, each row renormalised to sum to 1.
     start : int
         State before the first token.
     state_of : int array (V,), optional
@@ -79,13 +81,14 @@ class MarkovLM:
     state_of: np.ndarray | None = field(default=None)
 
     def __post_init__(self):
-        k = np.asarray(self.kernels, dtype=np.float64)
-        if k.ndim not in (2, 3):
-            raise ValueError(f"kernels must have shape (S, V) or (T, S, V), got {k.shape}")
-        if k.size == 0:
+        k = as_prob(self.kernels, "kernels")  # in the input's own dtype and tolerance
+        shape = tuple(k.shape)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"kernels must have shape (S, V) or (T, S, V), got {shape}")
+        if 0 in shape:
             raise ValueError(f"kernels must have at least one position, state and token, "
-                             f"got shape {k.shape}")
-        k = as_prob(k, "kernels")
+                             f"got shape {shape}")
+        k = renormalised64(k)
         S, V = k.shape[-2], k.shape[-1]
         start = check_int(self.start, "start", minimum=0)
         if start >= S:
@@ -262,7 +265,7 @@ def _mix_to_mean_tv(target, other, mean_tv, what):
 
 
 def yin_example() -> MarkovPair:
-    """The explicit T = 4, V = 3 time-inhomogeneous chain of theory.md §7.3.
+    """The explicit T = 4, V = 3 time-inhomogeneous chain of docs/theory.md §3.
 
     Start state 0 (``x_0 = 0``); the state is the previous token. ``target`` is Yin's ``q``
     table and ``draft`` Yin's ``p`` table (**Yin et al. use q = target, p = draft**).
@@ -275,7 +278,7 @@ def yin_example() -> MarkovPair:
     References
     ----------
     Yin et al. (2024), "A Theoretical Perspective for Speculative Decoding Algorithm", Thm 1;
-    the chain and its numbers are derived in theory.md §7.3.
+    the chain and its numbers are derived in docs/theory.md §3.
     """
     target = [  # Yin's q_n(.|s), n = 1..4, s = 0, 1, 2
         [[.6, .3, .1], [.2, .5, .3], [.3, .3, .4]],
@@ -290,7 +293,7 @@ def yin_example() -> MarkovPair:
         [[.2, .5, .3], [.25, .5, .25], [.3, .3, .4]],
     ]
     return MarkovPair(MarkovLM(target, start=0), MarkovLM(draft, start=0),
-                      name="yin-example (theory.md 7.3)")
+                      name="yin-example (docs/theory.md §3)")
 
 
 def bernoulli_pair(target_prob, draft_prob) -> MarkovPair:
@@ -308,7 +311,7 @@ def bernoulli_pair(target_prob, draft_prob) -> MarkovPair:
     References
     ----------
     Yin et al. (2024), Fig. 3 (batch improvement, Bernoulli case; **their q is our target,
-    their p our draft**); closed forms in theory.md §1.6.
+    their p our draft**); closed forms in docs/theory.md §4.
     """
     b = check_real(target_prob, "target_prob", low=0.0, high=1.0)
     a = check_real(draft_prob, "draft_prob", low=0.0, high=1.0)
@@ -324,9 +327,15 @@ def uniform_pair(V) -> MarkovPair:
 
     References
     ----------
-    Yin et al. (2024), Fig. 3 (batch improvement, uniform case); theory.md §1.6 and §7.5.
+    Yin et al. (2024), Fig. 3 (batch improvement, uniform case); docs/theory.md §4.
+
+    Raises
+    ------
+    ValueError
+        If ``V`` exceeds ``MAX_KERNEL_ENTRIES`` (checked before anything is allocated).
     """
     V = check_int(V, "V", minimum=1)
+    _check_size(1, V, "uniform_pair")
     target = np.zeros((1, V))
     target[0, 0] = 1.0
     so = np.zeros(V, dtype=np.int64)
@@ -568,7 +577,7 @@ def contrast_chain(expert, amateur, plausibility=0.1, contrast=0.5, amateur_temp
     References
     ----------
     O'Brien & Lewis (2023), §2 (logit form); Li et al. (2023), Eq. 2-3 (plausibility
-    constraint); theory.md §5, §2.
+    constraint); docs/theory.md §6, §7.
     """
     _check_same_space(expert, amateur, ("expert", "amateur"))
     e, a = expert.kernels, amateur.kernels
@@ -594,7 +603,7 @@ def scd_pair(expert, amateur, **contrast_kwargs) -> MarkovPair:
 
     References
     ----------
-    Yuan et al. (2024), "Speculative Contrastive Decoding"; theory.md §2 and §7.6.
+    Yuan et al. (2024), "Speculative Contrastive Decoding"; docs/theory.md §7.
     """
     target = contrast_chain(expert, amateur, **contrast_kwargs)
     args = ", ".join(f"{k}={v}" for k, v in sorted(contrast_kwargs.items()))

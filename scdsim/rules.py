@@ -438,11 +438,9 @@ def kseq(M) -> Rule:
 
 
 def _to_numpy(x):
-    if isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    from scdsim._validate import as_numpy64  # float64 NumPy, torch bfloat16 included
+
+    return as_numpy64(x)
 
 
 OPTIMAL_MAX_V = 22

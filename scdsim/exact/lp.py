@@ -22,6 +22,11 @@ with the closed forms used by the rest of the toolkit:
 
 Tolerance: HiGHS runs with primal/dual feasibility tolerances ``1e-10``; LP optima agree with
 the closed forms to ``LP_ATOL = 1e-9`` (not to the 1e-12 of the closed-form identities).
+
+Input: any laws the validator accepts (NumPy or torch, float16/bfloat16/float32/float64, rows
+within the dtype's tolerance, see ``scdsim._validate``) are converted to float64 NumPy and
+renormalised before the LP is built: a row off by 1e-9 or a float32 softmax would otherwise
+make the equality constraints infeasible.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from scdsim import rules as _rules
-from scdsim._validate import as_pair, check_int, check_unit_interval
+from scdsim._validate import as_pair, check_int, check_unit_interval, renormalised64
 from scdsim.distributions import tv
 
 __all__ = [
@@ -50,11 +55,14 @@ __all__ = [
 
 LP_ATOL = 1e-9
 LP_MAX_VARIABLES = 2_000_000
+#: pareto_front solves n LPs of 3V variables; it refuses n * (V + 100) above this (a few seconds)
+PARETO_MAX_WORK = 25_000
 _HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
 def _numpy64(x):
-    return np.asarray(_rules._to_numpy(x), dtype=np.float64)
+    """Validated laws as float64 NumPy rows renormalised to sum to 1 (see module docstring)."""
+    return renormalised64(x)
 
 
 def _rows(target, draft):
@@ -224,7 +232,8 @@ def pareto_front(target, draft, n=51) -> ParetoFront:
     target, draft : array (V,)
         One target law ``p`` and one draft law ``q``.
     n : int >= 3
-        Number of rejection levels; the grid contains 0, ``TV(p, q)`` and 1 exactly.
+        Number of rejection levels; the grid contains 0, ``TV(p, q)`` and 1 exactly. Limited to
+        ``n * (V + 100) <= PARETO_MAX_WORK`` (n <= 242 at V = 3): each level is one LP.
 
     Returns
     -------
@@ -237,6 +246,13 @@ def pareto_front(target, draft, n=51) -> ParetoFront:
     """
     p, q = _one_pair(target, draft, "pareto_front")
     n = check_int(n, "n", minimum=3)
+    V = p.shape[0]
+    if n * (V + 100) > PARETO_MAX_WORK:
+        raise ValueError(
+            f"n={n} rejection levels at V={V} is too many LPs (n * (V + 100) = {n * (V + 100):,} "
+            f"> PARETO_MAX_WORK = {PARETO_MAX_WORK:,}, a few seconds); use n <= "
+            f"{PARETO_MAX_WORK // (V + 100)}, or the closed form max(0, TV(p, q) - rho) of "
+            "Yin Thm 5 (minimum_bias checks it at any single level)")
     tv_value = float(tv(p, q))
     grid = _rejection_grid(tv_value, n)
     bias = [_min_bias_lp(p, q, rho) for rho in grid]
