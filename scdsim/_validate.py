@@ -59,10 +59,10 @@ def _to_array(x, name):
         except ValueError as e:  # ragged nesting
             raise ValueError(f"{name} must be a rectangular array: {e}") from None
         if x.dtype == object or x.dtype.kind in "USV":
-            raise TypeError(f"{name} must be an array of real numbers, got elements of dtype "
-                            f"{x.dtype}")
+            raise TypeError(f"{name} must be an array of probabilities (real numbers), got "
+                            f"elements of dtype {x.dtype}")
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}")
+        raise TypeError(f"{name} must be an array of probabilities, got {type(x).__name__}")
     try:
         xp = namespace(x)
     except TypeError:
