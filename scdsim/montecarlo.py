@@ -75,13 +75,20 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from scdsim._validate import check_int, check_sequence_args
 from scdsim.chains import MarkovLM
 from scdsim.rules import Rule
 
 __all__ = ["simulate", "SimResult", "sample_autoregressive"]
+
+
+def tqdm(*args, **kwargs):
+    """``tqdm.auto.tqdm``, imported on first use (it pulls in asyncio: 0.2 s of ``import scdsim``)."""
+    from tqdm.auto import tqdm as _tqdm
+
+    return _tqdm(*args, **kwargs)
+
 
 # Uniforms are drawn in chunks of positions whose size keeps one chunk under this budget
 # (small enough to stay in cache while the chunk's positions are simulated), with at least

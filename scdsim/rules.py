@@ -37,7 +37,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
 from scdsim._validate import (
     as_pair,
@@ -364,6 +363,8 @@ def recursive(M) -> Rule:
 
 
 def _kseq_rho(p_row, q_row, M):
+    from scipy.optimize import brentq  # lazy: importing the optimiser costs ~1 s (issue 8)
+
     """SpecTr's division factor rho* in [1, M]: smallest rho with 1-(1-beta)^M <= rho*beta."""
 
     def beta(rho):

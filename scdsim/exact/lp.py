@@ -34,8 +34,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from scdsim import rules as _rules
 from scdsim._validate import as_pair, check_int, check_unit_interval, renormalised64
@@ -89,7 +87,16 @@ def _shaped(values, lead):
     return float(out) if out.ndim == 0 else out
 
 
+def _sparse():
+    """``scipy.sparse``, imported on first use (keeps ``import scdsim`` fast)."""
+    import scipy.sparse
+
+    return scipy.sparse
+
+
 def _solve(c, *, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds, what):
+    from scipy.optimize import linprog  # lazy: the optimiser takes ~1 s to import
+
     res = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds,
                   method="highs", options=_HIGHS_OPTIONS)
     if res.status != 0:  # every LP here is feasible and bounded for valid input
@@ -102,6 +109,7 @@ def _solve(c, *, A_ub=None, b_ub=None, A_eq=None, b_eq=None, bounds, what):
 
 
 def _rejection_lp(p, q):
+    sp = _sparse()
     V = p.shape[0]
     eye = sp.identity(V, format="csr")
     # variables z = [u, w]; maximise sum u subject to u + w = p, 0 <= u <= q, w >= 0
@@ -178,6 +186,7 @@ def _rejection_grid(tv_value, n):
 
 
 def _min_bias_lp(p, q, rho):
+    sp = _sparse()
     V = p.shape[0]
     eye = sp.identity(V, format="csr")
     zero = sp.csr_matrix((1, V))
@@ -318,6 +327,7 @@ def front_gap(rule, target, draft) -> FrontGap:
 
 
 def _coupling_lp(p, q, M):
+    sp = _sparse()
     V = p.shape[0]
     T = V**M
     digits = np.stack(np.unravel_index(np.arange(T), (V,) * M), axis=0)  # (M, T)
