@@ -154,7 +154,7 @@ def prob_cases():
 
             tol = _tol(label)
 
-            def add(fn, thunk, refval, args=(side,), tol=tol):
+            def add(fn, thunk, refval, args=(side,), tol=tol, side=side, label=label, ok=ok):
                 cases.append(Case(fn, f"{side} {label}", thunk, args,
                                   close(refval, tol) if ok and refval is not None else None))
 
@@ -174,9 +174,6 @@ def prob_cases():
                                   close(ent, tol) if ok else None))
             add("rejection_lower_bound", lambda a=a, b=b: lp.rejection_lower_bound(a, b), rtv)
             single = ok and np.ndim(ra) == 1
-            front_ref = None
-            if single:
-                grid_ok = rtv
             add("pareto_front", lambda a=a, b=b: lp.pareto_front(a, b, n=5).bias,
                 np.maximum(0.0, rtv - lp._rejection_grid(float(rtv), 5)) if single else None)
             add("minimum_bias", lambda a=a, b=b: lp.minimum_bias(a, b, 0.1),
@@ -195,15 +192,14 @@ def prob_cases():
                 rec2 if ok else None)
             add("acceptance_prob kseq(2)",
                 lambda a=a, b=b: rules.acceptance_prob(rules.kseq(2), a, b),
-                None if not ok else lib_ref(lambda: rules.acceptance_prob(rules.kseq(2), pa, pb), pa))
+                None if not ok else lib_ref(lambda pa=pa, pb=pb: rules.acceptance_prob(rules.kseq(2), pa, pb), pa))
             add("acceptance_prob optimal(2)",
                 lambda a=a, b=b: rules.acceptance_prob(rules.optimal(2), a, b),
-                None if not ok else lib_ref(lambda: rules.acceptance_prob(rules.optimal(2), pa, pb), pa))
+                None if not ok else lib_ref(lambda pa=pa, pb=pb: rules.acceptance_prob(rules.optimal(2), pa, pb), pa))
             add("optimal_acceptance_lp M=2", lambda a=a, b=b: lp.optimal_acceptance_lp(a, b, 2),
-                None if not ok else lib_ref(lambda: rules.acceptance_prob(rules.optimal(2), pa, pb), pa))
+                None if not ok else lib_ref(lambda pa=pa, pb=pb: rules.acceptance_prob(rules.optimal(2), pa, pb), pa))
             add("front_gap", lambda a=a, b=b: lp.front_gap(rules.lossless, a, b).gap,
                 None if not ok else np.zeros(np.shape(pa)[:-1]))
-            del front_ref, single
     # lp-specific sizes
     cases.append(Case("pareto_front", "n=10**5", lambda: lp.pareto_front(Q[::-1], Q, n=10**5),
                       ("n",)))
@@ -324,7 +320,7 @@ def logit_cases():
                            np.allclose(_np(out).sum(-1), 1, atol=1e-2)) if ok else None))
         cases.append(Case("plausible_set", f"{label}", lambda x=x: contrast.plausible_set(x),
                           ("expert_logits",),
-                          (lambda out, xr=(_np(x) if ok else None): _np(out).shape == xr.shape and
+                          (lambda out, xr=(_np(x) if ok else None): _np(out).shape == xr.shape and  # noqa: B008
                            bool(np.array_equal(_np(out), (xr >= xr.max(-1, keepdims=True) + math.log(0.1))
                                                if xr.size else np.zeros(xr.shape, bool))))
                           if ok else None))
@@ -585,8 +581,8 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--only", default=None, help="only functions whose name contains this")
     args = ap.parse_args(argv)
-    import torch  # noqa: F401  (import before the address-space limit)
     import scipy.optimize  # noqa: F401
+    import torch  # noqa: F401  (import before the address-space limit)
 
     import scdsim  # noqa: F401
 

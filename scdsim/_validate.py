@@ -78,7 +78,10 @@ def _to_array(x, name):
 
 def prob_atol(dtype) -> float:
     """Tolerance on the row sums of a law of this dtype (see the module docstring)."""
-    name = str(dtype).rsplit(".", 1)[-1]
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:  # torch dtypes: "torch.bfloat16"
+        name = str(dtype).rsplit(".", 1)[-1]
     if name == "float64":
         return PROB_ATOL
     if name == "float32":
