@@ -1,6 +1,6 @@
 """The table printed by ``scdsim theory``: every checkable number of the reference, recomputed.
 
-Each row names its source (a paper table or a derivation in theory.md §7), the expected value,
+Each row names its source (a paper table or a derivation in docs/theory.md), the expected value,
 the value scdsim computes, the tolerance and pass/fail. Expected values are typed from the
 reference, never from this code's output. A row whose computation raises is reported as failed
 with the error, not hidden.
@@ -48,7 +48,7 @@ def _p(*x):
     return np.array(x, dtype=np.float64)
 
 
-# Leviathan letters: P = target, Q = draft. theory.md §7.2/§7.4/§7.5 state pairs in Yin letters
+# Leviathan letters: P = target, Q = draft. The reference examples (docs/theory.md §1, 2, 4) state pairs in Yin letters
 # (p = draft, q = target); they are converted once here.
 _DRAFT3, _TARGET3 = _p(0.5, 0.3, 0.2), _p(0.2, 0.3, 0.5)
 _DRAFT4, _TARGET4 = _p(0.4, 0.3, 0.2, 0.1), _p(0.1, 0.2, 0.3, 0.4)
@@ -59,7 +59,7 @@ def _ber(b):
 
 
 def foundation_checks() -> list[Check]:
-    """Rows for theory.md §7.1, 7.2, 7.4, 7.5, 7.6 and the one-step LPs (Yin Thms 2, 5)."""
+    """Rows for docs/theory.md §1, 2, 4, 5, 6 and the one-step LPs (Yin Thms 2, 5)."""
     import scdsim
     from scdsim import cost, rules
     from scdsim.exact import lp
@@ -67,7 +67,7 @@ def foundation_checks() -> list[Check]:
     rows: list[Check] = []
     add = rows.append
 
-    # §7.1 Leviathan Table 1 (c = c_hat = 0) -- paper numbers, 2 decimals
+    # docs/theory.md §5: Leviathan Table 1 (c = c_hat = 0) -- paper numbers, 2 decimals
     for a, g, ops, sp in [(0.6, 2, 1.53, 1.96), (0.7, 3, 1.58, 2.53), (0.8, 2, 1.23, 2.44),
                           (0.8, 5, 1.63, 3.69), (0.9, 2, 1.11, 2.71), (0.9, 10, 1.60, 6.86)]:
         add(Check("7.1", f"Table 1 speed a={a} g={g}", sp,
@@ -76,7 +76,7 @@ def foundation_checks() -> list[Check]:
         add(Check("7.1", f"Table 1 ops a={a} g={g}", ops,
                   lambda a=a, g=g: float(cost.operations(a, g, 0.0)), 0.005 + 1e-9,
                   "Leviathan Table 1"))
-    # §7.1 Table 4 "Exp" (within 0.07: printed alpha and c are rounded)
+    # docs/theory.md §5: Table 4 "Exp" (within 0.07: printed alpha and c are rounded)
     t4 = [(0.75, 7, 0.02, 3.2), (0.8, 7, 0.04, 3.3), (0.82, 7, 0.11, 2.5), (0.62, 7, 0.02, 2.3),
           (0.68, 5, 0.04, 2.4), (0.71, 3, 0.11, 2.0), (0.65, 5, 0.02, 2.4), (0.73, 5, 0.04, 2.6),
           (0.74, 3, 0.11, 2.0), (0.53, 5, 0.02, 1.9), (0.55, 3, 0.04, 1.8), (0.56, 3, 0.11, 1.6)]
@@ -99,31 +99,31 @@ def foundation_checks() -> list[Check]:
     for c, entries in opt.items():
         for a, g, sp in entries:
             add(Check("7.1", f"optimal gamma a={a} c={c}", g,
-                      lambda a=a, c=c: float(cost.optimal_gamma(a, c)[0]), 0.0, "theory.md §7.1 [D]"))
+                      lambda a=a, c=c: float(cost.optimal_gamma(a, c)[0]), 0.0, "docs/theory.md §5 [D]"))
             add(Check("7.1", f"optimal speedup a={a} c={c}", sp,
                       lambda a=a, c=c: float(cost.optimal_gamma(a, c)[1]), 0.0005 + 1e-9,
-                      "theory.md §7.1 [D]"))
+                      "docs/theory.md §5 [D]"))
     for l, al in [(1.0, 0.70), (0.5, 0.90), (0.3, 1.00), (0.1, 1.00)]:
         add(Check("7.1", f"lenience alpha l={l}", al,
                   lambda l=l: float(scdsim.acceptance_prob(rules.lenient(l), _TARGET3, _DRAFT3)),
-                  1e-12, "theory.md §7.1 [D]"))
+                  1e-12, "docs/theory.md §5 [D]"))
 
-    # §7.2 single-step identities
+    # docs/theory.md §1: single-step identities
     add(Check("7.2", "TV (.2,.3,.5) vs (.5,.3,.2)", 0.3, lambda: float(scdsim.tv(_TARGET3, _DRAFT3)),
-              1e-12, "theory.md §7.2"))
+              1e-12, "docs/theory.md §1"))
     add(Check("7.2", "residual[2] (3-token)", 1.0, lambda: float(scdsim.residual(_TARGET3, _DRAFT3)[2]),
-              1e-12, "theory.md §7.2"))
+              1e-12, "docs/theory.md §1"))
     add(Check("7.2", "TV 4-token pair", 0.4, lambda: float(scdsim.tv(_TARGET4, _DRAFT4)), 1e-12,
-              "theory.md §7.2"))
+              "docs/theory.md §1"))
     add(Check("7.2", "residual[3] (4-token)", 0.75, lambda: float(scdsim.residual(_TARGET4, _DRAFT4)[3]),
-              1e-12, "theory.md §7.2"))
+              1e-12, "docs/theory.md §1"))
     add(Check("7.2", "lossless step law == target (max err)", 0.0,
               lambda: float(np.abs(scdsim.step_law(rules.lossless, _TARGET4, _DRAFT4) - _TARGET4).max()),
               1e-12, "Leviathan App. A.1"))
     add(Check("Thm2", "LP min rejection of unbiased rules == TV", 0.4,
               lambda: float(lp.rejection_lower_bound(_TARGET4, _DRAFT4)), 1e-9, "Yin Thm 2"))
 
-    # §7.4 Pareto: rejection and optimal bias, and UNO's bias
+    # docs/theory.md §2: Pareto: rejection and optimal bias, and UNO's bias
     ex1 = [("additive", 0.0, 0.3, 0.0, 0.15), ("additive", 0.1, 0.2, 0.1, 0.20),
            ("additive", 0.2, 0.1, 0.2, 0.25), ("additive", 0.4, 0.0, 0.3, 0.30),
            ("ratio", 0.1, 0.25, 0.05, 0.175), ("ratio", 0.4, 0.1, 0.2, 0.25)]
@@ -140,11 +140,11 @@ def foundation_checks() -> list[Check]:
                       "Yin Thm 4"))
             add(Check("7.4", f"{label} {form} eps={eps} UNO bias", uno,
                       lambda r=uno_r, P=P, Q=Q: float(scdsim.tv(scdsim.step_law(r, P, Q), P)), 1e-12,
-                      "theory.md §7.4 [D]"))
+                      "docs/theory.md §2 [D]"))
     add(Check("7.4", "LP Pareto front == line rejection + bias = TV (max dev)", 0.0,
               lambda: float(np.abs(_front_dev(lp, _TARGET4, _DRAFT4))), 1e-7, "Yin Thm 5 by LP"))
 
-    # §7.5 multi-draft acceptance at one position
+    # docs/theory.md §4: multi-draft acceptance at one position
     cases = {
         "Ber(.2)->Ber(.6)": (_ber(0.6), _ber(0.2), [.6, .68, .744, .7952, .83616], [.6, .76, .888, .9904, 1.0],
                              [.6, .708062, .789674, .850077, .894194]),
@@ -161,13 +161,13 @@ def foundation_checks() -> list[Check]:
         for M in range(1, 6):
             add(Check("7.5", f"{label} RRS M={M}", rrs[M - 1],
                       lambda P=P, Q=Q, M=M: float(scdsim.acceptance_prob(rules.recursive(M), P, Q)), 1e-9,
-                      "theory.md §7.5 [D]"))
+                      "docs/theory.md §4 [D]"))
             add(Check("7.5", f"{label} OPT M={M}", optv[M - 1],
                       lambda P=P, Q=Q, M=M: float(scdsim.acceptance_prob(rules.optimal(M), P, Q)), 1e-9,
-                      "theory.md §7.5 [D]"))
+                      "docs/theory.md §4 [D]"))
             add(Check("7.5", f"{label} k-SEQ M={M}", ks[M - 1],
                       lambda P=P, Q=Q, M=M: float(scdsim.acceptance_prob(rules.kseq(M), P, Q)), 5e-7,
-                      "theory.md §7.5 [D]"))
+                      "docs/theory.md §4 [D]"))
     for M in (2, 3):
         add(Check("7.5", f"OPT closed form == LP (4-token, M={M})", 0.0,
                   lambda M=M: float(abs(lp.optimal_acceptance_lp(_TARGET4, _DRAFT4, M)
@@ -183,16 +183,16 @@ def foundation_checks() -> list[Check]:
         for M, v in zip(range(2, 6), vals):
             add(Check("7.5", f"uniform V={V} BI_{M}", v,
                       lambda P=P, Q=Q, M=M: float(scdsim.tv(P, Q) - scdsim.rejection_prob(rules.recursive(M), P, Q)),
-                      5e-7, "theory.md §7.5 [D]"))
+                      5e-7, "docs/theory.md §4 [D]"))
 
-    # §7.6 contrastive decoding and the SCD step
+    # docs/theory.md §6-7: contrastive decoding and the SCD step
     se, sa = _p(2, 1.5, 0.3, -1, -3), _p(1, 1.8, 0.5, -0.5, -2)
     for beta, law in [(0.5, (0.705768, 0.223472, 0.070760)), (1.0, (0.819456, 0.135455, 0.045089)),
                       (0.0, (0.558905, 0.338993, 0.102103))]:
         for i, v in enumerate(law):
             add(Check("7.6", f"O'Brien CD beta={beta} p[{i}]", v,
                       lambda beta=beta, i=i: float(scdsim.contrastive(se, sa, 0.1, beta)[i]), 5e-7,
-                      "theory.md §7.6 [D]"))
+                      "docs/theory.md §6 [D]"))
         add(Check("7.6", f"O'Brien CD beta={beta} mass outside mask", 0.0,
                   lambda beta=beta: float(scdsim.contrastive(se, sa, 0.1, beta)[3:].sum()), 0.0,
                   "plausibility mask"))
@@ -202,20 +202,20 @@ def foundation_checks() -> list[Check]:
         for i, v in enumerate(sc):
             add(Check("7.6", f"Li CD tau={tau} score[{i}]", v,
                       lambda tau=tau, i=i: float(contrastive_scores(se, sa, 0.1, 1.0, tau, form="ratio")[i]),
-                      5e-5, "theory.md §7.6 [D]"))
+                      5e-5, "docs/theory.md §6 [D]"))
     cd = lambda: scdsim.contrastive(se, sa, 0.1, 0.5)  # noqa: E731
     am = np.exp(sa - np.log(np.exp(sa).sum()))
     add(Check("7.6", "SCD step lambda = sum min(P_cd, p_amateur)", 0.537838,
-              lambda: float(scdsim.overlap(cd(), am)), 5e-7, "theory.md §7.6 [D]"))
+              lambda: float(scdsim.overlap(cd(), am)), 5e-7, "docs/theory.md §6 [D]"))
     add(Check("7.6", "SCD residual[0]", 1.0, lambda: float(scdsim.residual(cd(), am)[0]), 1e-12,
-              "theory.md §7.6 [D]"))
+              "docs/theory.md §6 [D]"))
     for lam, g, c, scd, always, sd in [(0.8, 4, 0.1, 2.3329, 2.2411, 2.4011), (0.7, 4, 0.1, 1.9474, 1.8487, 1.9808),
                                        (0.6, 3, 0.05, 1.8746, 1.8133, 1.8922), (0.9, 5, 0.02, 4.2144, 4.1836, 4.2596)]:
         add(Check("7.6", f"SCD speedup (reconstructed) lam={lam} g={g} c={c}", scd,
-                  lambda lam=lam, g=g, c=c: float(cost.scd_speedup(lam, g, c)), 5e-5, "theory.md §2 [R]"))
+                  lambda lam=lam, g=g, c=c: float(cost.scd_speedup(lam, g, c)), 5e-5, "docs/theory.md §7 [R]"))
         add(Check("7.6", f"SCD speedup, amateur always g+1, lam={lam}", always,
                   lambda lam=lam, g=g, c=c: float(cost.scd_speedup(lam, g, c, amateur="always")), 5e-5,
-                  "theory.md §2 [R]"))
+                  "docs/theory.md §7 [R]"))
         add(Check("7.6", f"SD speedup lam={lam} g={g} c={c}", sd,
                   lambda lam=lam, g=g, c=c: float(cost.speedup(lam, g, c)), 5e-5, "Leviathan Thm 3.8"))
     return rows
@@ -228,7 +228,7 @@ def _front_dev(lp, P, Q):
 
 
 def sequence_checks(mc_runs: int = 20_000, seed: int = 0) -> list[Check]:
-    """Rows for theory.md §7.3 (Yin Thm 1 chain), the batch table, and exact-vs-Monte-Carlo agreement."""
+    """Rows for docs/theory.md §3 (Yin Thm 1 chain), the batch table, and exact-vs-Monte-Carlo agreement."""
     from scdsim import chains, rules
     from scdsim import exact as X
 
@@ -236,42 +236,42 @@ def sequence_checks(mc_runs: int = 20_000, seed: int = 0) -> list[Check]:
     rows: list[Check] = []
     add = rows.append
     add(Check("7.3", "E[N_rej] lossless, draft to horizon (Yin Thm 1)", 1.0514,
-              lambda: X.expected_rejections(pair, rules.lossless, 4), 1e-12, "theory.md §7.3 [D]"))
+              lambda: X.expected_rejections(pair, rules.lossless, 4), 1e-12, "docs/theory.md §3 [D]"))
     add(Check("7.3", "Thm 1 closed form (target prefixes)", 1.0514,
               lambda: X.expected_rejections_theorem1(pair, 4), 1e-12, "Yin Thm 1"))
     for i, v in enumerate((0.4073, 0.3284, 0.2643)):
         add(Check("7.3", f"x_4 marginal[{i}]", v,
-                  lambda i=i: float(X.output_marginals(pair, rules.lossless, 4)[3, i]), 5e-5, "theory.md §7.3"))
+                  lambda i=i: float(X.output_marginals(pair, rules.lossless, 4)[3, i]), 5e-5, "docs/theory.md §3"))
     add(Check("7.3", "joint law TV to target, lossless (V^T = 81)", 0.0,
               lambda: X.joint_tv_to_target(pair, rules.lossless, 4), 1e-12, "Leviathan App. A.1"))
     for M, v in [(1, 1.051400), (2, 0.926388), (3, 0.842704), (4, 0.785812), (5, 0.746647), (8, 0.686725),
                  (16, 0.654367), (64, 0.651050)]:
         add(Check("7.3", f"batch variant A (first-position) M={M}", v,
                   lambda M=M: X.expected_rejections(pair, rules.recursive(M), 4, batch="first"), 5e-7,
-                  "theory.md §1.6/§7.3 [D]"))
+                  "docs/theory.md §3-4 [D]"))
     add(Check("7.3", "batch variant A, M -> infinity limit", 0.651050,
-              lambda: X.expected_rejections_batch_limit(pair, 4), 5e-7, "theory.md §1.6 [D]"))
+              lambda: X.expected_rejections_batch_limit(pair, 4), 5e-7, "docs/theory.md §4 [D]"))
     for M, v, se in [(2, 0.8888, 0.0055), (4, 0.6970, 0.0048), (5, 0.6400, 0.0045)]:
         add(Check("7.3", f"batch variant B (tree) M={M}, exact vs reference MC", v,
                   lambda M=M: X.expected_rejections(pair, rules.recursive(M), 4, batch="tree"), 4 * se,
-                  "theory.md §7.3 MC (4 SE)"))
+                  "docs/theory.md §3 MC (4 SE)"))
     add(Check("7.3", "tree variant unbiased: joint TV to target, M=3", 0.0,
               lambda: X.joint_tv_to_target(pair, rules.recursive(3), 4, batch="tree"), 1e-12, "[D]"))
 
     # Yin Fig. 3 batch-improvement curves, through the sequence engine at one position, against the
-    # closed forms of theory.md §1.6 (Yin letters: draft Ber(a), target Ber(b), b > a):
+    # closed forms of docs/theory.md §4 (Yin letters: draft Ber(a), target Ber(b), b > a):
     # BI_M = (b - a)(1 - (1 - a)^(M-1)); uniform draft on V vs delta_0: (1 - 1/V)(1 - (1 - 1/V)^(M-1))
     ber = chains.bernoulli_pair(0.6, 0.2)
     for M in (2, 3, 5, 8):
         add(Check("Fig3", f"Bernoulli a=.2 b=.6 batch improvement M={M}", 0.4 * (1 - 0.8 ** (M - 1)),
-                  lambda M=M: float(X.batch_curve(ber, 1, [M])["improvement"][0]), 1e-12, "theory.md §1.6 [D]"))
+                  lambda M=M: float(X.batch_curve(ber, 1, [M])["improvement"][0]), 1e-12, "docs/theory.md §4 [D]"))
     for V in (4, 16):
         uni = chains.uniform_pair(V)
         for M in (2, 5):
             add(Check("Fig3", f"uniform V={V} batch improvement M={M}",
                       (1 - 1 / V) * (1 - (1 - 1 / V) ** (M - 1)),
                       lambda uni=uni, M=M: float(X.batch_curve(uni, 1, [M])["improvement"][0]), 1e-12,
-                      "theory.md §1.6 [D]"))
+                      "docs/theory.md §4 [D]"))
     dpair = chains.dirichlet_pair(20, 0.3, seed=3)
     add(Check("rates", "stationary rejections/token vs E[N_rej](T=2000)/T, gamma=4", 0.0,
               lambda: abs(X.stationary_rates(dpair, rules.lossless, gamma=4).rejections_per_token

@@ -1,7 +1,7 @@
 """Command line: ``scdsim theory`` and ``scdsim simulate``.
 
 ``scdsim theory``    recompute every checkable number of the reference (papers' tables and the
-                     derivations of theory.md §7) and print expected / computed / pass-fail.
+                     derivations of docs/theory.md) and print expected / computed / pass-fail.
 ``scdsim simulate``  one pair, one rule: exact figures and Monte Carlo side by side.
 """
 
@@ -21,7 +21,7 @@ RULE_HELP = (
     " | lenient:L | typical:EPS:DELTA"
 )
 PAIR_HELP = (
-    "yin (theory.md §7.3, T=4) | bernoulli:TARGET_P:DRAFT_P | uniform:V | dirichlet:V:MEAN_TV[:SEED]"
+    "yin (docs/theory.md §3, T=4) | bernoulli:TARGET_P:DRAFT_P | uniform:V | dirichlet:V:MEAN_TV[:SEED]"
     " | zipf:V:S:MEAN_TV[:SEED] | bigram[:VOCAB] | scd-bigram[:VOCAB] (expert = bigram target,"
     " amateur = unigram draft, contrasted target)"
 )

@@ -22,7 +22,7 @@ Since ``k <= n - n0 < T - n0``, a position is a bonus position exactly when ``k 
 budget never needs to be stored.
 
 Multi-draft rules (``rule.M > 1``) run in one of two labelled readings of Yin et al. Alg. 4
-(theory.md §1.6): ``batch="first"`` (variant A) verifies M i.i.d. drafts only at phase 0 and
+(docs/theory.md §4): ``batch="first"`` (variant A) verifies M i.i.d. drafts only at phase 0 and
 continues along the accepted draft with ``rule.single()``; ``batch="tree"`` (variant B) keeps
 the number ``m`` of alive drafts (those carrying the accepted prefix), draws their ``m`` next
 tokens i.i.d. from ``q`` and verifies them with ``rule.with_drafts(m)``. The bonus law is the

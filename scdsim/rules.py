@@ -320,7 +320,7 @@ greedy: Rule = _Greedy()
 
 @dataclass(frozen=True)
 class _Recursive(Rule):
-    """Recursive rejection sampling over ``M`` i.i.d. drafts (SpecInfer; theory.md §1.6, §6.3).
+    """Recursive rejection sampling over ``M`` i.i.d. drafts (SpecInfer; docs/theory.md §4).
 
     ``r_0 = p``; draft ``m`` is accepted with ``min(1, r_{m-1}(x)/q(x))``; after a rejection
     ``r_m = norm([r_{m-1} - q]_+)``; if all ``M`` are rejected the token is drawn from ``r_M``.
@@ -383,7 +383,7 @@ def _kseq_rho(p_row, q_row, M):
 
 @dataclass(frozen=True)
 class _KSeq(Rule):
-    """SpecTr's k-SEQ selection (Sun et al. 2023; theory.md §6.1), ``M`` i.i.d. drafts.
+    """SpecTr's k-SEQ selection (Sun et al. 2023; docs/theory.md §4), ``M`` i.i.d. drafts.
 
     With ``beta(rho) = sum min(q, p/rho)`` and rho* the smallest rho in [1, M] with
     ``1 - (1-beta)^M <= rho beta``: each draft is accepted with ``min(1, p/(rho* q))``, the first
@@ -462,7 +462,7 @@ def _subset_masses(x):
 class _Optimal(Rule):
     """The optimal coupling of ``M`` i.i.d. drafts with the target (OTM-k; SpecTr, Khisti et al.).
 
-    Its acceptance probability has the min-cut closed form (theory.md §6.1, [D])
+    Its acceptance probability has the min-cut closed form (docs/theory.md §4, [D])
     ``alpha*_M = min over vocabulary subsets S of [p(S) + 1 - q(S)^M]``,
     evaluated by enumerating all ``2^V`` subsets (so ``V <= 22``). The coupling's output is the
     target by construction; it has no sequential (acceptances, residual) form, so it is not
@@ -536,7 +536,7 @@ def step_law(rule, target, draft):
     """One-step output law of ``rule`` for target ``p`` and draft ``q``, shape ``(..., V)``.
 
     For a sequential rule with M drafts: ``sum_m (prod_{i<m} rho_i) q a_m + (prod_m rho_m) r``;
-    for M = 1 this is ``q a + (1 - sum q a) r`` (DESIGN §1). For ``optimal(M)`` it is the target
+    for M = 1 this is ``q a + (1 - sum q a) r`` (docs/theory.md §2). For ``optimal(M)`` it is the target
     (the coupling's second marginal).
     """
     rule = _check_rule(rule)

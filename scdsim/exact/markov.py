@@ -14,7 +14,7 @@ Because the draft token at a position is drawn from the draft's law given the ac
 the pair (phase, state) is a Markov chain; this module propagates its law exactly. Multi-draft
 rules come in two labelled sequence-level readings of Yin et al.'s Algorithm 4:
 
-``batch="first"`` (variant A, "first-position batch", theory.md §1.6): the M drafts are verified
+``batch="first"`` (variant A, "first-position batch", docs/theory.md §4): the M drafts are verified
     only at the first position of a block; the block then continues along the accepted draft
     with the single-draft rule ``rule.single()``.
 ``batch="tree"``  (variant B): every draft consistent with the accepted prefix is tried at every
@@ -448,7 +448,7 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
     """The ``M -> infinity`` limit of variant A ("first-position batch") expected rejections.
 
     As M grows (draft with full support), the first position of a block is never rejected and
-    emits the target's law; later positions use lossless SD. theory.md §1.6 gives 0.651050 on
+    emits the target's law; later positions use lossless SD. docs/theory.md §4 gives 0.651050 on
     the §7.3 chain (Yin et al.'s Proposition 1: the limit is not zero).
     """
     from scdsim.rules import recursive
