@@ -440,6 +440,69 @@ def chain_cases():
     return cases
 
 
+def rule_cases():
+    """User-written rules through this package's one-step consumers, and batch_curve misuse."""
+    import scdsim
+    from scdsim import chains, rules
+    from scdsim.exact import lp
+
+    class NoMAxis(rules.Rule):
+        name = "user-no-M-axis"
+
+        def acceptances(self, p, q):
+            return np.minimum(1.0, p / q)  # (V,) instead of (M, V)
+
+        def residual(self, p, q):
+            r = np.clip(p - q, 0, None)
+            return r / r.sum()
+
+    class OutOfRange(NoMAxis):
+        name = "user-acceptance-2"
+
+        def acceptances(self, p, q):
+            return np.full(p.shape[:-1] + (1, p.shape[-1]), 2.0)
+
+    class Unnormalised(NoMAxis):
+        name = "user-residual-unnormalised"
+
+        def acceptances(self, p, q):
+            return np.minimum(1.0, p / q)[..., None, :]
+
+        def residual(self, p, q):
+            return np.clip(p - q, 0, None)  # mass TV, not 1
+
+    class Negative(Unnormalised):
+        name = "user-residual-negative"
+
+        def residual(self, p, q):
+            return p - q
+
+    class Good(Unnormalised):
+        name = "user-lossless"
+
+        def residual(self, p, q):
+            r = np.clip(p - q, 0, None)
+            return r / r.sum()
+
+    p, q = np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.3, 0.2])
+    cases = []
+    for cls in (NoMAxis, OutOfRange, Unnormalised, Negative):
+        # (V,) acceptances broadcast to the right answer for M = 1: accepted as correct too
+        check = (lambda out: abs(out.gap) < 1e-12 and abs(out.rejection - 0.3) < 1e-12) \
+            if cls is NoMAxis else None
+        cases.append(Case("front_gap (user rule)", cls.name, lambda cls=cls: lp.front_gap(cls(), p, q),
+                          ("rule", "acceptances", "residual"), check))
+    cases.append(Case("front_gap (user rule)", "user-lossless", lambda: lp.front_gap(Good(), p, q).gap,
+                      ("rule",), lambda out: abs(out) < 1e-12))
+    pair = chains.yin_example()
+    cases.append(Case("batch_curve", "Ms=3 (positional misuse)", lambda: scdsim.batch_curve(pair, 4, 3),
+                      ("Ms",)))
+    cases.append(Case("batch_curve", "Ms=[0]", lambda: scdsim.batch_curve(pair, 4, [0]), ("M",)))
+    cases.append(Case("batch_curve", "Ms=[1, 2]", lambda: scdsim.batch_curve(pair, 4, [1, 2])["rejections"],
+                      ("Ms",), close([1.0514, 0.926388], 1e-6)))
+    return cases
+
+
 def _np_safe(x):
     try:
         return _np(x)
@@ -590,7 +653,7 @@ def main(argv=None):
     resource.setrlimit(resource.RLIMIT_AS, (lim, resource.RLIM_INFINITY))
     with tempfile.TemporaryDirectory() as tmp:
         cases = []
-        for make in (prob_cases, logit_cases, cost_cases, chain_cases):
+        for make in (prob_cases, logit_cases, cost_cases, chain_cases, rule_cases):
             try:
                 cases += make()
             except Exception as e:  # noqa: BLE001

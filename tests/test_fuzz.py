@@ -372,3 +372,35 @@ def test_front_gap_places_a_user_written_lossless_rule_on_the_front():
 def test_front_gap_refuses_non_rules_naming_the_rule():
     with pytest.raises(TypeError, match="rule"):
         lp.front_gap("lossless", P, Q)
+
+
+class _UserResidualUnnormalised(_UserLossless):
+    name = "user-residual-unnormalised"
+
+    def residual(self, p, q):
+        return np.clip(p - q, 0.0, None)  # mass TV(p, q), not 1
+
+
+class _UserAcceptanceTwo(_UserLossless):
+    name = "user-acceptance-2"
+
+    def acceptances(self, p, q):
+        return np.full(p.shape[:-1] + (1, p.shape[-1]), 2.0)
+
+
+@pytest.mark.parametrize("rule", [_UserResidualUnnormalised(), _UserAcceptanceTwo()],
+                         ids=lambda r: r.name)
+def test_front_gap_blames_a_user_rule_whose_law_is_not_a_law(rule):
+    # before: "target rows must sum to 1", blaming the caller's valid target
+    with pytest.raises(ValueError, match=f"rule '{rule.name}' gives a one-step output law"):
+        lp.front_gap(rule, P, Q)
+
+
+def test_batch_curve_names_ms_when_given_an_integer():
+    import scdsim
+
+    pair = chains.yin_example()
+    with pytest.raises(TypeError, match="Ms must be a sequence of draft counts"):
+        scdsim.batch_curve(pair, 4, 3)
+    np.testing.assert_allclose(scdsim.batch_curve(pair, 4, [1, 2])["rejections"],
+                               [1.0514, 0.926388], atol=5e-7)  # docs/theory.md §3-4

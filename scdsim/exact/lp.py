@@ -286,6 +286,19 @@ class FrontGap:
     gap: float | np.ndarray
 
 
+def _check_rule_law(rule, law, rejection):
+    """Raise, naming the rule, if its one-step output law or rejection is not a probability."""
+    sums = law.sum(axis=-1)
+    if (not np.all(np.isfinite(law)) or np.any(law < -1e-12) or np.any(np.abs(sums - 1) > 1e-9)
+            or np.any(rejection < -1e-12) or np.any(rejection > 1 + 1e-12)):
+        raise ValueError(
+            f"rule {getattr(rule, 'name', rule)!r} gives a one-step output law that is not a "
+            f"probability law (row sums {np.min(sums):.6g}..{np.max(sums):.6g}, min entry "
+            f"{np.min(law):.3g}, rejection {np.min(rejection):.6g}..{np.max(rejection):.6g}); its "
+            "acceptances must lie in [0, 1] with shape (..., M, V) and its residual must be a law"
+        )
+
+
 def front_gap(rule, target, draft) -> FrontGap:
     """Distance of a single-draft rule from the bias-rejection Pareto front (closed form).
 
@@ -315,7 +328,8 @@ def front_gap(rule, target, draft) -> FrontGap:
             f"front_gap compares single-draft rules with Yin Thm 5; rule {rule.name!r} uses "
             f"M={rule.M} drafts"
         )
-    law = _rules.step_law(rule, p, q)
+    law = np.asarray(_rules.step_law(rule, p, q), dtype=np.float64)
+    _check_rule_law(rule, law, rejection)
     bias = np.asarray(tv(law, p + np.zeros_like(q)), dtype=np.float64)
     front = np.maximum(0.0, np.asarray(tv(p, q)) - rejection)
     vals = [v if v.ndim else float(v) for v in (rejection, bias, front, bias - front)]

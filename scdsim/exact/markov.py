@@ -35,6 +35,7 @@ draft; here p = target, q = draft as in Leviathan et al.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -659,6 +660,9 @@ def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None)
     from scdsim.rules import recursive
 
     factory = recursive if rule_factory is None else rule_factory
+    if isinstance(Ms, (numbers.Number, str)) or not hasattr(Ms, "__iter__"):
+        raise TypeError(f"Ms must be a sequence of draft counts, e.g. [1, 2, 4], got {Ms!r} "
+                        "(signature: batch_curve(pair, horizon, Ms, gamma=None, batch=...))")
     Ms = np.asarray([check_int(m, "M", minimum=1) for m in Ms])
     base = expected_rejections(pair, factory(1), horizon, gamma, batch)
     rej = np.array([expected_rejections(pair, factory(int(m)), horizon, gamma, batch) for m in Ms])
