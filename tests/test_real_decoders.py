@@ -433,3 +433,52 @@ def test_bad_prompts_and_models_raise(lm32, amateur64):
     with pytest.raises(ValueError, match="plausibility"):
         decoders.sample(lm32, PROMPTS, max_new_tokens=2, temperature=0.0, amateur=lm32,
                         contrast=dict(plausibility=2.0))
+
+
+# ---- the embedded model ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smollm():
+    loading = pytest.importorskip("real_models.loading",
+                                  reason="real_models.loading (b1's loader) is not merged")
+    try:
+        return loading.load("smollm2-135m")
+    except loading.ModelNotAvailableError as err:  # offline with an empty cache
+        pytest.skip(f"smollm2-135m is neither cached nor fetchable here: {err}")
+
+
+SMOL_PROMPTS = ["The capital of France is", "def fibonacci(n):\n   "]
+
+
+def _smol_ids(lm):
+    return [lm.tokenizer(t)["input_ids"] for t in SMOL_PROMPTS]
+
+
+@pytest.mark.slow
+def test_smollm2_beam_length_penalty_ngram_equals_transformers_generate(smollm):
+    # Three stop tokens (EOS, "." and newline) so hypotheses end at different lengths and the
+    # length penalty decides between them; 3*num_beams candidates per step.
+    tok = smollm.tokenizer
+    prompts = _smol_ids(smollm)
+    eos = [tok.eos_token_id, tok(".")["input_ids"][-1], tok("\n")["input_ids"][-1]]
+    kw = dict(num_beams=4, max_new_tokens=12, no_repeat_ngram_size=3, eos_token_id=eos)
+    res = decoders.beam(smollm, prompts, length_penalty=2.0, **kw)
+    for p, toks in zip(prompts, res.tokens):
+        ref = hf_generate(smollm, p, length_penalty=2.0, **kw)
+        assert toks == ref, (tok.decode(toks), tok.decode(ref))
+    assert res.text == [tok.decode(t) for t in res.tokens]
+    # the length penalty matters here: a smaller one prefers the short hypothesis
+    short = decoders.beam(smollm, prompts[:1], length_penalty=0.7, **kw).tokens[0]
+    assert len(short) < len(res.tokens[0])
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_ragged_batch_with_ngram_blocking_equals_transformers(smollm):
+    prompts = _smol_ids(smollm)
+    assert len({len(p) for p in prompts}) == 2  # ragged: left padding is exercised
+    res = decoders.sample(smollm, prompts, max_new_tokens=20, temperature=0.0,
+                          no_repeat_ngram_size=2)
+    for p, toks in zip(prompts, res.tokens):
+        assert toks == hf_generate(smollm, p, max_new_tokens=20, no_repeat_ngram_size=2)
+    free = decoders.sample(smollm, prompts, max_new_tokens=20, temperature=0.0)
+    assert free.tokens != res.tokens  # the blocking changed the output
