@@ -393,21 +393,20 @@ class Engine:
                 rule = self.rule.with_drafts(m)
                 r0 = torch.tensor([i * M + alive[i][0] for i in idx])
                 p, q = P[r0, k], Qrule[r0, k]
-                qd = Q[r0, k]
                 xs = np.array([[D[i * M + j, k] for j in alive[i]] for i in idx])  # (n, m)
                 xs_t = torch.as_tensor(xs)
-                if not bool((torch.gather(qd, 1, xs_t) > 0).all()):
+                if not bool((torch.gather(q, 1, xs_t) > 0).all()):
                     raise RuntimeError(
-                        "a draft token has q(x)=0 under the law it was drawn from: q is not "
-                        "the draft's sampling law (engine bug)")
+                        "a draft token has q(x)=0 under the q handed to the rule: q is not the "
+                        "law the draft token was drawn from (engine bug)")
                 a = rule.acceptances(p, q)  # (n, m, V)
                 a_x = torch.gather(a, 2, xs_t[:, :, None]).squeeze(2).numpy()  # (n, m)
                 res = rule.residual(p, q)
                 ur = torch.as_tensor(U[idx, 2 * gamma * M])
                 rec_tok = _laws.draw(res, ur).numpy()
                 rej = rejection_prob(rule, p, q).numpy()
-                tv = (0.5 * (p - qd).abs().sum(-1)).numpy()
-                ent_p, ent_q = _entropy(p).numpy(), _entropy(qd).numpy()
+                tv = (0.5 * (p - q).abs().sum(-1)).numpy()
+                ent_p, ent_q = _entropy(p).numpy(), _entropy(q).numpy()
                 for n, i in enumerate(idx):
                     ua = U[i, gamma * M + k * M:gamma * M + k * M + m]
                     hit = np.flatnonzero(ua < a_x[n])
