@@ -232,6 +232,10 @@ class Engine:
         self.ngram = not hasattr(draft, "model")
 
     # hooks ---------------------------------------------------------------------------------
+    def make_kv(self, lm, rows, role):
+        """The KV state of the target or the draft (``role``)."""
+        return _KV(lm, rows)
+
     def draft_law(self, logits):
         """The law a draft token is drawn from: the draft's logits under the user's warping."""
         return _laws.sampling_law(logits, **self.warp).to(torch.float64)
@@ -258,8 +262,8 @@ class Engine:
         drafted = [0] * B
         blocks = [0] * B
         active = list(range(B))
-        tkv = _KV(self.target, B * M)
-        dkv = None if self.ngram else _KV(self.draft, B * M)
+        tkv = self.make_kv(self.target, B * M, "target")
+        dkv = None if self.ngram else self.make_kv(self.draft, B * M, "draft")
         V = self.target.vocab_size
         while active:
             nA = len(active)
