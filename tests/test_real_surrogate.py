@@ -98,7 +98,7 @@ def test_fit_recovers_a_known_pair_from_its_records():
     assert len(checks) == 3  # state 0 has TV 0: nothing is ever recovered there
     for est, counts, s, truth in checks:
         se = np.sqrt(np.clip(truth * (1 - truth), 0, None) / counts[s].sum())
-        assert np.all(np.abs(est[s] - truth) <= Z * se)
+        assert np.all(np.abs(est[s] - truth) <= Z * se + 1e-12)  # 1e-12: exact 0/1 cells
     truth = stationary_rates(pair, rules.lossless, gamma).tokens_per_call
     pred = predict(fit.pair, gamma)["tokens_per_call"]
     # the fitted transition laws carry ~1 % sampling error at this size (40 x 400 tokens)
