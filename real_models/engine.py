@@ -45,8 +45,8 @@ only, never on the batch it ran in.
 from __future__ import annotations
 
 import inspect
-import math
 
+import numpy as np
 import torch
 
 from real_models import laws as _laws
@@ -327,89 +327,81 @@ class Engine:
                 P = self.target_law(tl, am[:, :G + 1])
             else:
                 P = self.target_law(tl, None)
-            # ---- verification, prompt by prompt
+            # ---- the rule on the whole block at once, then verification prompt by prompt
+            U = torch.stack(U).numpy()  # (nA, 2 gamma M + 2)
+            row_u = np.repeat(np.arange(nA), M)
+            parts = _Parts(self, P, Q, Qrule, G, U[row_u, -2], U[row_u, -1])
+            Dn = D.numpy()
             select = []
             t_drop, d_drop = [], []
             for i, b in enumerate(active):
                 calls[b] += 1
                 drafted[b] += budget[i]
                 emitted, n_acc, src, done = self._verify(
-                    b, i, budget[i], D, P, Q, Qrule, U[i], out, recs, calls[b], blocks[b])
+                    b, i, budget[i], Dn, parts, U[i], out, recs, calls[b], blocks[b])
                 blocks[b] += 1
                 seqs[b].extend(emitted)
-                for j in range(M):
+                if done:
+                    continue
+                for _ in range(M):
                     select.append(i * M + src)
                     t_drop.append(budget[i] - n_acc)
                     d_drop.append(d_spec[i * M + src] - min(n_acc, d_spec[i * M + src]))
-                if done:
-                    select = select[:-M]
-                    t_drop = t_drop[:-M]
-                    d_drop = d_drop[:-M]
-            still = [b for b in active if not self._done(b, out)]
+            active = [b for b in active if not self._done(b, out)]
             for kv, drop in ((tkv, t_drop), (dkv, d_drop)):
                 if kv is None:
                     continue
                 kv.select(select)
                 kv.drop_last(drop)
                 kv.compact()
-            active = still
         return out, recs, drafted
 
     def _done(self, b, out):
         o = out[b]
         return len(o) >= self.max_new or (bool(o) and o[-1] in self.eos)
 
-    def _verify(self, b, i, g, D, P, Q, Qrule, u, out, recs, calls, block):
-        """Verify prompt ``b``'s block; returns (emitted tokens, accepted drafts, source
-        sub-row, finished)."""
+    def _verify(self, b, i, g, D, parts, u, out, recs, calls, block):
+        """Verify prompt ``b``'s block (``i``-th active); returns (emitted tokens, accepted
+        drafts, a sub-row carrying the accepted prefix, finished)."""
         M, gamma = self.M, self.gamma
-        ud = u[:gamma * M]
         ua = u[gamma * M:2 * gamma * M]
-        ur, ub = u[2 * gamma * M], u[2 * gamma * M + 1]
         alive = list(range(M))
         emitted = []
         base = i * M
 
-        def emit(tok, kind, k, draft_index=None, p=None, q=None, rule=None):
-            n = len(out[b])
-            rec = make_record(b, n, tok, kind, block, k, calls,
-                              float(_entropy(p)) if p is not None else math.nan,
-                              draft_index=draft_index)
-            if q is not None:
-                rec["tv"] = float(0.5 * (p - q).abs().sum())
-                rec["entropy_q"] = float(_entropy(q))
-                rec["rejection_prob"] = float(rejection_prob(rule, p, q))
-            out[b].append(tok)
+        def emit(tok, kind, k, r0, draft_index=None, m=None):
+            rec = make_record(b, len(out[b]), tok, kind, block, k, calls,
+                              parts.ent_p[r0, k], draft_index=draft_index)
+            if m is not None:
+                pm = parts.get(m)
+                rec["tv"] = float(parts.tv[r0, k])
+                rec["entropy_q"] = float(parts.ent_q[r0, k])
+                rec["rejection_prob"] = float(pm.rej[r0, k])
+            out[b].append(int(tok))
             recs[b].append(rec)
-            emitted.append(tok)
+            emitted.append(int(tok))
             return self._done(b, out)
 
         for k in range(g):
             m = len(alive)
-            rule = self.rule.with_drafts(m)
+            pm = parts.get(m)  # rule.with_drafts(m) on every row and position
             r0 = base + alive[0]
-            p = P[r0, k]
-            q_drawn = Q[r0, k]
-            q = Qrule[r0, k]
             xs = [int(D[base + j, k]) for j in alive]
             for x in xs:
-                if not q_drawn[x] > 0:
+                if not parts.q_drawn[r0, k, x] > 0:
                     raise RuntimeError(
                         f"draft token {x} has q(x)=0 under the law it was drawn from: q is not "
                         "the draft's sampling law (engine bug)")
-            a = rule.acceptances(p, q)  # (m, V)
             accepted = None
             for j, x in enumerate(xs):
-                if float(ua[k * M + j]) < float(a[j, x]):
+                if ua[k * M + j] < pm.a[r0, k, j, x]:
                     accepted = j
                     break
             if accepted is None:
-                r = rule.residual(p, q)
-                tok = int(_laws.draw(r, ur))
-                done = emit(tok, "recovered", k, None, p, q, rule)
+                done = emit(pm.res_tok[r0, k], "recovered", k, r0, None, m)
                 return emitted, k, alive[0], done
             x = xs[accepted]
-            done = emit(x, "accepted", k, alive[accepted], p, q, rule)
+            done = emit(x, "accepted", k, r0, alive[accepted], m)
             if self.batch == "tree":
                 alive = [j for j in alive if int(D[base + j, k]) == x]
             else:
@@ -417,10 +409,52 @@ class Engine:
             if done:
                 return emitted, k + 1, alive[0], True
         # all g drafts accepted: bonus (a zero-draft block emits a plain target token)
-        p = P[base + alive[0], g]
-        tok = int(_laws.draw(self.rule.bonus(p), ub))
-        done = emit(tok, "bonus" if g > 0 else "plain", g, None, p)
+        r0 = base + alive[0]
+        done = emit(parts.bonus_tok[r0, g], "bonus" if g > 0 else "plain", g, r0)
         return emitted, g, alive[0], done
+
+
+class _RuleParts:
+    __slots__ = ("a", "res_tok", "rej")
+
+
+class _Parts:
+    """The rule evaluated once per block on the engine's tensors: ``rule.with_drafts(m)``'s
+    acceptances ``(rows, G, m, V)``, recovered tokens (residual drawn with each row's residual
+    uniform) and rejection probabilities, for each ``m`` needed; bonus tokens, TV and entropies.
+
+    One residual uniform and one bonus uniform per row and block serve every position: a block
+    emits at most one recovered or bonus token, at its first rejection or at its end.
+    """
+
+    def __init__(self, engine, P, Q, Qrule, G, ur, ub):
+        self.rule, self.P, self.Qrule, self.G = engine.rule, P, Qrule, G
+        self.ur = torch.as_tensor(ur)
+        rows = P.shape[0]
+        self.q_drawn = Q.numpy()
+        bonus = self.rule.bonus(P)  # (rows, G+1, V)
+        ubr = torch.as_tensor(ub)[:, None].expand(rows, G + 1).contiguous()
+        self.bonus_tok = _laws.draw(bonus, ubr).numpy()
+        self.ent_p = _entropy(P).numpy()
+        if G > 0:
+            Pg = P[:, :G]
+            self.tv = (0.5 * (Pg - Q).abs().sum(-1)).numpy()
+            self.ent_q = _entropy(Q).numpy()
+        self._by_m = {}
+
+    def get(self, m):
+        got = self._by_m.get(m)
+        if got is None:
+            rule = self.rule.with_drafts(m)
+            p, q = self.P[:, :self.G], self.Qrule
+            got = _RuleParts()
+            got.a = rule.acceptances(p, q).numpy()
+            res = rule.residual(p, q)
+            u = self.ur[:, None].expand(p.shape[0], self.G).contiguous()
+            got.res_tok = _laws.draw(res, u).numpy()
+            got.rej = rejection_prob(rule, p, q).numpy()
+            self._by_m[m] = got
+        return got
 
 
 def speculative_generate(target, draft, prompts, *, rule, gamma=4, M=1, batch="first",

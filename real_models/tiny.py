@@ -42,7 +42,7 @@ def random_lm(vocab_size: int = 32, hidden_size: int = 32, layers: int = 2, head
     model = LlamaForCausalLM(cfg)
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        for name, prm in sorted(model.named_parameters()):
+        for _name, prm in sorted(model.named_parameters()):
             if prm.ndim == 1:  # norms: keep at one
                 prm.fill_(1.0)
             else:
