@@ -327,21 +327,17 @@ class Engine:
                 P = self.target_law(tl, am[:, :G + 1])
             else:
                 P = self.target_law(tl, None)
-            # ---- the rule on the whole block at once, then verification prompt by prompt
+            # ---- verification, depth by depth across prompts (the rule on the engine's tensors)
             U = torch.stack(U).numpy()  # (nA, 2 gamma M + 2)
-            row_u = np.repeat(np.arange(nA), M)
-            parts = _Parts(self, P, Q, Qrule, G, U[row_u, -2], U[row_u, -1])
-            Dn = D.numpy()
+            results = self._verify_block(active, budget, D.numpy(), P, Q, Qrule, U, out, recs,
+                                         calls, blocks)
             select = []
             t_drop, d_drop = [], []
             for i, b in enumerate(active):
-                calls[b] += 1
+                emitted, n_acc, src = results[i]
                 drafted[b] += budget[i]
-                emitted, n_acc, src, done = self._verify(
-                    b, i, budget[i], Dn, parts, U[i], out, recs, calls[b], blocks[b])
-                blocks[b] += 1
                 seqs[b].extend(emitted)
-                if done:
+                if self._done(b, out):
                     continue
                 for _ in range(M):
                     select.append(i * M + src)
@@ -360,101 +356,87 @@ class Engine:
         o = out[b]
         return len(o) >= self.max_new or (bool(o) and o[-1] in self.eos)
 
-    def _verify(self, b, i, g, D, parts, u, out, recs, calls, block):
-        """Verify prompt ``b``'s block (``i``-th active); returns (emitted tokens, accepted
-        drafts, a sub-row carrying the accepted prefix, finished)."""
+    def _verify_block(self, active, budget, D, P, Q, Qrule, U, out, recs, calls, blocks):
+        """Verify one block for every active prompt.
+
+        Depth ``k`` is processed for all prompts still verifying at once: prompts with ``m``
+        drafts alive are verified together by ``rule.with_drafts(m)`` called on the stacked
+        ``(p_k, q_k)`` of their rows. Returns, per prompt, (emitted tokens, accepted drafts, a
+        sub-row carrying the accepted prefix).
+        """
         M, gamma = self.M, self.gamma
-        ua = u[gamma * M:2 * gamma * M]
-        alive = list(range(M))
-        emitted = []
-        base = i * M
+        nA = len(active)
+        alive = [list(range(M)) for _ in range(nA)]
+        emitted = [[] for _ in range(nA)]
+        n_acc = [0] * nA
+        open_ = [True] * nA  # still verifying
+        for b in active:
+            calls[b] += 1
 
-        def emit(tok, kind, k, r0, draft_index=None, m=None):
-            rec = make_record(b, len(out[b]), tok, kind, block, k, calls,
-                              parts.ent_p[r0, k], draft_index=draft_index)
-            if m is not None:
-                pm = parts.get(m)
-                rec["tv"] = float(parts.tv[r0, k])
-                rec["entropy_q"] = float(parts.ent_q[r0, k])
-                rec["rejection_prob"] = float(pm.rej[r0, k])
+        def emit(i, tok, kind, k, ent_p, draft_index=None, tv=None, ent_q=None, rej=None):
+            b = active[i]
             out[b].append(int(tok))
-            recs[b].append(rec)
-            emitted.append(int(tok))
-            return self._done(b, out)
+            recs[b].append(make_record(b, len(out[b]) - 1, tok, kind, blocks[b], k, calls[b],
+                                       ent_p, draft_index=draft_index, tv=tv, entropy_q=ent_q,
+                                       rejection_prob=rej))
+            emitted[i].append(int(tok))
+            if self._done(b, out):
+                open_[i] = False
 
-        for k in range(g):
-            m = len(alive)
-            pm = parts.get(m)  # rule.with_drafts(m) on every row and position
-            r0 = base + alive[0]
-            xs = [int(D[base + j, k]) for j in alive]
-            for x in xs:
-                if not parts.q_drawn[r0, k, x] > 0:
+        G = max(budget)
+        for k in range(G):
+            groups = {}
+            for i in range(nA):
+                if open_[i] and k < budget[i]:
+                    groups.setdefault(len(alive[i]), []).append(i)
+            for m, idx in sorted(groups.items()):
+                rule = self.rule.with_drafts(m)
+                r0 = torch.tensor([i * M + alive[i][0] for i in idx])
+                p, q = P[r0, k], Qrule[r0, k]
+                qd = Q[r0, k]
+                xs = np.array([[D[i * M + j, k] for j in alive[i]] for i in idx])  # (n, m)
+                xs_t = torch.as_tensor(xs)
+                if not bool((torch.gather(qd, 1, xs_t) > 0).all()):
                     raise RuntimeError(
-                        f"draft token {x} has q(x)=0 under the law it was drawn from: q is not "
+                        "a draft token has q(x)=0 under the law it was drawn from: q is not "
                         "the draft's sampling law (engine bug)")
-            accepted = None
-            for j, x in enumerate(xs):
-                if ua[k * M + j] < pm.a[r0, k, j, x]:
-                    accepted = j
-                    break
-            if accepted is None:
-                done = emit(pm.res_tok[r0, k], "recovered", k, r0, None, m)
-                return emitted, k, alive[0], done
-            x = xs[accepted]
-            done = emit(x, "accepted", k, r0, alive[accepted], m)
-            if self.batch == "tree":
-                alive = [j for j in alive if int(D[base + j, k]) == x]
-            else:
-                alive = [alive[accepted]]
-            if done:
-                return emitted, k + 1, alive[0], True
-        # all g drafts accepted: bonus (a zero-draft block emits a plain target token)
-        r0 = base + alive[0]
-        done = emit(parts.bonus_tok[r0, g], "bonus" if g > 0 else "plain", g, r0)
-        return emitted, g, alive[0], done
-
-
-class _RuleParts:
-    __slots__ = ("a", "res_tok", "rej")
-
-
-class _Parts:
-    """The rule evaluated once per block on the engine's tensors: ``rule.with_drafts(m)``'s
-    acceptances ``(rows, G, m, V)``, recovered tokens (residual drawn with each row's residual
-    uniform) and rejection probabilities, for each ``m`` needed; bonus tokens, TV and entropies.
-
-    One residual uniform and one bonus uniform per row and block serve every position: a block
-    emits at most one recovered or bonus token, at its first rejection or at its end.
-    """
-
-    def __init__(self, engine, P, Q, Qrule, G, ur, ub):
-        self.rule, self.P, self.Qrule, self.G = engine.rule, P, Qrule, G
-        self.ur = torch.as_tensor(ur)
-        rows = P.shape[0]
-        self.q_drawn = Q.numpy()
-        bonus = self.rule.bonus(P)  # (rows, G+1, V)
-        ubr = torch.as_tensor(ub)[:, None].expand(rows, G + 1).contiguous()
-        self.bonus_tok = _laws.draw(bonus, ubr).numpy()
-        self.ent_p = _entropy(P).numpy()
-        if G > 0:
-            Pg = P[:, :G]
-            self.tv = (0.5 * (Pg - Q).abs().sum(-1)).numpy()
-            self.ent_q = _entropy(Q).numpy()
-        self._by_m = {}
-
-    def get(self, m):
-        got = self._by_m.get(m)
-        if got is None:
-            rule = self.rule.with_drafts(m)
-            p, q = self.P[:, :self.G], self.Qrule
-            got = _RuleParts()
-            got.a = rule.acceptances(p, q).numpy()
-            res = rule.residual(p, q)
-            u = self.ur[:, None].expand(p.shape[0], self.G).contiguous()
-            got.res_tok = _laws.draw(res, u).numpy()
-            got.rej = rejection_prob(rule, p, q).numpy()
-            self._by_m[m] = got
-        return got
+                a = rule.acceptances(p, q)  # (n, m, V)
+                a_x = torch.gather(a, 2, xs_t[:, :, None]).squeeze(2).numpy()  # (n, m)
+                res = rule.residual(p, q)
+                ur = torch.as_tensor(U[idx, 2 * gamma * M])
+                rec_tok = _laws.draw(res, ur).numpy()
+                rej = rejection_prob(rule, p, q).numpy()
+                tv = (0.5 * (p - qd).abs().sum(-1)).numpy()
+                ent_p, ent_q = _entropy(p).numpy(), _entropy(qd).numpy()
+                for n, i in enumerate(idx):
+                    ua = U[i, gamma * M + k * M:gamma * M + k * M + m]
+                    hit = np.flatnonzero(ua < a_x[n])
+                    stats = dict(tv=tv[n], ent_q=ent_q[n], rej=rej[n])
+                    if hit.size == 0:
+                        emit(i, rec_tok[n], "recovered", k, ent_p[n], **stats)
+                        open_[i] = False
+                        continue
+                    j = int(hit[0])
+                    x = int(xs[n, j])
+                    emit(i, x, "accepted", k, ent_p[n], draft_index=alive[i][j], **stats)
+                    n_acc[i] += 1
+                    if self.batch == "tree":
+                        alive[i] = [jj for jj in alive[i] if int(D[i * M + jj, k]) == x]
+                    else:
+                        alive[i] = [alive[i][j]]
+        # every draft of the block accepted: the bonus token (zero drafts: a plain target token)
+        idx = [i for i in range(nA) if open_[i]]
+        if idx:
+            r0 = torch.tensor([i * M + alive[i][0] for i in idx])
+            g = torch.tensor([budget[i] for i in idx])
+            p = P[r0, g]
+            tok = _laws.draw(self.rule.bonus(p), torch.as_tensor(U[idx, -1])).numpy()
+            ent_p = _entropy(p).numpy()
+            for n, i in enumerate(idx):
+                emit(i, tok[n], "bonus" if budget[i] > 0 else "plain", budget[i], ent_p[n])
+        for b in active:
+            blocks[b] += 1
+        return [(emitted[i], n_acc[i], alive[i][0]) for i in range(nA)]
 
 
 def speculative_generate(target, draft, prompts, *, rule, gamma=4, M=1, batch="first",

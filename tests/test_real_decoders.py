@@ -28,6 +28,16 @@ ALPHA = 1e-6
 PROMPTS = [[1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12], [3]]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared CPU: intra-op threads only contend (one thread is ~10x faster
+    here), and the result does not depend on the thread count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def lm32():
     """float32 tiny Llama (the dtype transformers' generate is compared in)."""
@@ -200,6 +210,18 @@ def test_records_are_plain_json_lines_with_the_sampled_law_entropy(lm64):
     json.dumps(res.to_dict())
 
 
+def test_cd_records_carry_the_entropy_of_the_contrastive_law(lm64, amateur64):
+    c = dict(plausibility=0.05, contrast=0.7)
+    p = PROMPTS[2]
+    res = decoders.sample(lm64, [p], max_new_tokens=4, amateur=amateur64, contrast=c, rngs=[3])
+    seq = list(p)
+    for r in res.records[0]:
+        law = contrastive(_logits_last(lm64, [seq]), _logits_last(amateur64, [seq]), **c)[0]
+        assert law[r["token"]] > 0
+        assert math.isclose(r["entropy_p"], float(entropy(law)), rel_tol=1e-9)
+        seq.append(r["token"])
+
+
 # ---- the exact law of the first two sampled tokens --------------------------------------------
 
 V8 = 8
@@ -322,6 +344,8 @@ def test_cd_greedy_is_argmax_of_scdsim_contrastive_step_by_step(lm64, amateur64,
     for p, toks, recs in zip(PROMPTS, res.tokens, res.records):
         ref, _ = _cd_greedy_by_hand(lm64, amateur64, p, 8, window, **c)
         assert toks == ref
+        # entropy_p is that of the law sampled: greedy samples a one-hot law
+        assert all(r["entropy_p"] == 0.0 for r in recs)
         differs += toks != decoders.sample(lm64, [p], max_new_tokens=8,
                                            temperature=0.0).tokens[0]
     assert differs >= 1  # the amateur changed something: CD is not plain greedy here
