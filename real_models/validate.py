@@ -56,6 +56,10 @@ __all__ = [
     "synthetic_records",
     "capped_geometric_pmf",
     "positional_pmf",
+    "run_validate",
+    "plot_summary",
+    "context_features",
+    "environment",
 ]
 
 VERIFIED = ("accepted", "recovered")
@@ -470,3 +474,261 @@ def synthetic_records(pair, rule, gamma, n_tokens, n_prompts, rng=None, actual_r
             block += 1
         out.append(recs)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# the validate run
+
+
+def environment(device=None):
+    """Package versions and the device, recorded in every result file."""
+    import platform
+    import sys
+
+    import scipy
+
+    import scdsim
+
+    env = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "numpy": np.__version__, "scipy": scipy.__version__, "scdsim": scdsim.__version__}
+    try:
+        import torch
+        import transformers
+
+        env.update(torch=torch.__version__, transformers=transformers.__version__,
+                   cuda=bool(torch.cuda.is_available()), threads=torch.get_num_threads())
+    except ImportError:  # pragma: no cover - models extra missing
+        pass
+    if device is not None:
+        env["device"] = str(device)
+    return env
+
+
+def context_features(target, prompt_ids, new_tokens):
+    """The target's last hidden state at the context before each new token and after the last.
+
+    Returns an array ``(len(new_tokens) + 1, hidden)`` (one teacher-forced forward).
+    """
+    import torch
+
+    ids = list(prompt_ids) + list(new_tokens)
+    L = len(prompt_ids)
+    x = torch.tensor([ids], dtype=torch.long, device=target.device)
+    with torch.no_grad():
+        out = target.model(input_ids=x, output_hidden_states=True, use_cache=False)
+    h = out.hidden_states[-1][0, L - 1:L + len(new_tokens)]
+    return h.float().cpu().numpy().astype(np.float64)
+
+
+def _rule_name(rule):
+    return getattr(rule, "name", str(rule))
+
+
+def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first",
+                 max_new_tokens=48, warp=None, contrast=None, seed=0, measure_ar=True,
+                 profile=True, surrogate_states=(1, 2, 4, 8), n_boot=2000, progress=None,
+                 inputs=None, _interrupt_after=None):
+    """Run SD prompt by prompt, log each as it finishes, then score and write the summary.
+
+    Parameters
+    ----------
+    target : real_models.LM
+    draft : real_models.LM or NGramDraft
+    rule : scdsim rule;  gamma, M, batch : as ``real_models.generate``.
+    prompts : list of dict (``real_models.prompts.load_prompts``) or of token-id lists
+    out : directory for the files listed in the module docstring
+    max_new_tokens : new tokens per prompt (no EOS stop, so every prompt gives this many)
+    warp : dict of temperature, top_k, top_p, min_p, epsilon;  contrast : SCD parameters
+    seed : prompt i uses the stream ``seed + i`` (SD and the autoregressive baseline alike)
+    measure_ar : also time autoregressive decoding of the same prompts (for the speedup)
+    profile : measure the cost profile once (kept in ``profile.json`` across resumes)
+    surrogate_states : state counts of the Markov surrogate (k-means on the target's last
+        hidden state); ``()`` to skip
+    inputs : dict, optional; what made the run (model names, specs), stored in every file
+
+    Returns
+    -------
+    dict: the content of ``summary.json``.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from real_models import generate
+    from scdsim.io import JsonlLog, write_json_atomic
+
+    out = Path(out)
+    warp = dict(warp or {})
+    gamma = int(gamma)
+    if gamma < 1:
+        raise ValueError(f"gamma must be >= 1, got {gamma}")
+    items = []
+    for i, p in enumerate(prompts):
+        if isinstance(p, dict):
+            items.append(p)
+        else:
+            items.append({"id": i, "text": None, "kind": "ids", "ids": list(p)})
+    if not items:
+        raise ValueError("prompts is empty")
+    ids = []
+    for it in items:
+        if it.get("ids") is not None:
+            ids.append(list(it["ids"]))
+        else:
+            if target.tokenizer is None:
+                raise ValueError("text prompts need a target with a tokenizer")
+            ids.append(list(target.tokenizer(it["text"])["input_ids"]))
+    header = {
+        **(inputs or {}),
+        "target": target.name, "draft": getattr(draft, "name", repr(draft)),
+        "rule": _rule_name(rule), "gamma": gamma, "M": int(M), "batch": batch,
+        "max_new_tokens": int(max_new_tokens), "warp": warp, "contrast": contrast,
+        "seed": int(seed), "prompt_ids": [it["id"] for it in items],
+        "measure_ar": bool(measure_ar),
+    }
+    log = JsonlLog(out / "prompts.jsonl", key="prompt", header=header)
+    env = environment(target.device)
+    common = dict(max_new_tokens=max_new_tokens, eos_token_id=None, **warp)
+    if progress is None:
+        import sys
+        progress = sys.stderr.isatty()
+    todo = [i for i in range(len(items)) if i not in log]
+    if todo:  # warm-up: first calls pay one-time costs that are not decoding
+        generate(target, [ids[todo[0]][:4]], draft=draft, rule=rule, gamma=gamma, M=M,
+                 batch=batch, contrast=contrast, rng=[seed], **{**common, "max_new_tokens": 4})
+        if measure_ar:
+            generate(target, [ids[todo[0]][:4]], rng=[seed], amateur=draft if contrast else None,
+                     contrast=contrast, **{**common, "max_new_tokens": 4})
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), disable=not progress,
+               desc="validate", unit="prompt")
+    for done, i in enumerate(todo):
+        t0 = time.perf_counter()
+        res = generate(target, [ids[i]], draft=draft, rule=rule, gamma=gamma, M=M, batch=batch,
+                       contrast=contrast, rng=[torch.Generator().manual_seed(seed + i)], **common)
+        sd_t = time.perf_counter() - t0
+        recs = [{**r, "prompt": i} for r in res.records[0]]
+        row = {"prompt": i, "id": items[i]["id"], "kind": items[i].get("kind"),
+               "text_prompt": items[i].get("text"), "prompt_len": len(ids[i]),
+               "tokens": list(res.tokens[0]), "text": res.text[0] if res.text else None,
+               "records": recs, "sd_time_s": sd_t, "sd_tokens": len(res.tokens[0]),
+               "draft_tokens": res.draft_tokens[0] if res.draft_tokens else None}
+        if measure_ar:
+            t0 = time.perf_counter()
+            ar = generate(target, [ids[i]], rng=[torch.Generator().manual_seed(seed + i)],
+                          amateur=draft if contrast else None, contrast=contrast, **common)
+            row.update(ar_time_s=time.perf_counter() - t0, ar_tokens=len(ar.tokens[0]))
+        row["summary"] = prompt_summary(recs, gamma)
+        log.append(row)
+        bar.update(1)
+        if _interrupt_after is not None and done + 1 >= _interrupt_after:
+            bar.close()
+            raise KeyboardInterrupt(f"interrupted after {done + 1} prompts (test hook)")
+    bar.close()
+    rows = [log.records[i] for i in range(len(items))]
+
+    prof = None
+    prof_path = out / "profile.json"
+    if profile:
+        if prof_path.exists():  # measured once per run directory: a resume reuses it
+            prof = json.loads(prof_path.read_text())
+            prof.pop("environment", None)
+            prof.pop("inputs", None)
+        else:
+            from real_models.profile import cost_profile
+
+            ctx = int(np.median([len(x) for x in ids])) + max_new_tokens // 2
+            prof = cost_profile(target, draft, gamma=gamma, context_len=ctx)
+            write_json_atomic(prof_path, {**prof, "environment": env, "inputs": header})
+    timing = None
+    if measure_ar:
+        timing = {k: [r[k] for r in rows] for k in ("sd_time_s", "ar_time_s", "sd_tokens",
+                                                    "ar_tokens")}
+    records = [r["records"] for r in rows]
+    sur_out = None
+    if surrogate_states and len(rows) >= 2 and hasattr(target, "model"):
+        from real_models import surrogate as _sur
+
+        feats = [context_features(target, ids[i], rows[i]["tokens"]) for i in range(len(rows))]
+        Ss = [int(s) for s in surrogate_states]
+        held = _sur.held_out_study(records, feats, gamma, Ss=Ss, seed=seed)
+        # in-sample fit at the largest S the data supports, for prediction (c)
+        allX = np.concatenate(feats)
+        S = max(s for s in Ss if s <= max(1, allX.shape[0] // 20)) if any(
+            s <= max(1, allX.shape[0] // 20) for s in Ss) else 1
+        C, _ = _sur.kmeans(allX, S, seed=seed)
+        labels = [_sur.assign(f, C) for f in feats]
+        fit = _sur.fit_surrogate(records, labels, S)
+        c = prof["c"] if prof else 0.0
+        pred = _sur.predict(fit.pair, gamma, c=c)
+        sur_out = {"S": S, "fit": fit.to_dict(), "prediction": pred, "held_out": held}
+    sc = score([r["summary"] for r in rows], gamma,
+               surrogate=sur_out["prediction"] if sur_out else None, timing=timing,
+               profile=prof, n_boot=n_boot, seed=seed)
+    table = format_table(sc)
+    summary = {"inputs": header, "environment": env, "profile": prof, "score": sc,
+               "surrogate": sur_out, "table": table,
+               "files": {"prompts": "prompts.jsonl", "table": "summary.txt",
+                         "plots": ["blocks.png", "zscores.png"]}}
+    write_json_atomic(out / "summary.json", summary)
+    from scdsim.io import atomic_open
+
+    with atomic_open(out / "summary.txt", "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    plot_summary(summary, out)
+    return summary
+
+
+def plot_summary(summary, out):
+    """``blocks.png`` (block-length law: observed and predictions) and ``zscores.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    from scdsim.io import atomic_open
+
+    out = Path(out)
+    sc = summary["score"]
+    pm = sc["block_length_pmf"]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    j = np.arange(len(pm["observed"]))
+    ax.bar(j, pm["observed"], color="0.75", label="observed")
+    for k, style in (("iid", "o--"), ("positional", "s-"), ("surrogate", "^:")):
+        if k in pm:
+            v = np.asarray(pm[k], dtype=float)[:len(j)]
+            ax.plot(j[:len(v)], v, style, label={"iid": "(a) i.i.d.", "positional":
+                                                  "(b) per-position",
+                                                  "surrogate": "(c) surrogate"}[k])
+    ax.set_xlabel("tokens per target call")
+    ax.set_ylabel("fraction of blocks")
+    ax.set_title(f"{summary['inputs']['target']} / {summary['inputs']['draft']}, "
+                 f"gamma={sc['gamma']}", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_open(out / "blocks.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    zs = np.asarray(sc["rejections"]["z_per_prompt"], dtype=float)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(7, 3))
+    if zs.size:
+        a1.hist(zs, bins=max(5, int(np.sqrt(zs.size)) + 1), density=True, color="0.7")
+        x = np.linspace(-4, 4, 200)
+        a1.plot(x, stats.norm.pdf(x), "k-")
+        osm, osr = stats.probplot(zs, dist="norm", fit=False)
+        a2.plot(osm, osr, "o", ms=3)
+        a2.plot([-3, 3], [-3, 3], "k--")
+    a1.set_xlabel("martingale z per prompt")
+    a2.set_xlabel("N(0,1) quantile")
+    a2.set_ylabel("z quantile")
+    a1.set_title(f"pooled z = {sc['rejections']['z_pooled']:.2f}", fontsize=8)
+    fig.tight_layout()
+    with atomic_open(out / "zscores.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)

@@ -236,3 +236,100 @@ def test_distinct_n_counts_unique_ngrams():
 
     assert distinct_n([[1, 2, 1, 2]], 2) == 2 / 3
     assert distinct_n([[1], []], 2) == 0.0
+
+
+# ---- the validate run (tiny random models through the engine) -----------------------------
+
+
+def _tiny_pair():
+    from real_models import random_lm
+
+    return random_lm(seed=0, scale=2.0), random_lm(seed=1, scale=2.0)
+
+
+def _strip_timing(sc):
+    return {k: v for k, v in sc.items() if k != "speedup"}
+
+
+@pytest.mark.torch
+def test_resume_after_an_interruption_gives_the_uninterrupted_summary(tmp_path):
+    """Stop after 2 of 5 prompts with a torn last line, resume: the prompts log holds each
+    prompt once with the same records, and the summary equals the uninterrupted run's (all
+    but the wall-clock speedup, which is measured anew)."""
+    from real_models.validate import run_validate
+
+    pytest.importorskip("torch")
+    t, d = _tiny_pair()
+    prompts = [[i % 32, (3 * i + 1) % 32] for i in range(5)]
+    kw = dict(prompts=prompts, max_new_tokens=12, seed=7, profile=False,
+              surrogate_states=(1, 2), n_boot=200, progress=False)
+    full = run_validate(t, d, rules.lossless, 3, out=tmp_path / "a", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        run_validate(t, d, rules.lossless, 3, out=tmp_path / "b", _interrupt_after=2, **kw)
+    log = tmp_path / "b" / "prompts.jsonl"
+    with open(log, "ab") as f:
+        f.write(b'{"prompt": 2, "records": [{"tok')  # the kill landed mid-write
+    assert not (tmp_path / "b" / "summary.json").exists()
+    resumed = run_validate(t, d, rules.lossless, 3, out=tmp_path / "b", **kw)
+    assert _strip_timing(resumed["score"]) == _strip_timing(full["score"])
+    assert resumed["surrogate"]["held_out"] == full["surrogate"]["held_out"]
+    from scdsim.io import read_jsonl
+
+    rows_a, _ = read_jsonl(tmp_path / "a" / "prompts.jsonl")
+    rows_b, _ = read_jsonl(tmp_path / "b" / "prompts.jsonl")
+    assert [r["prompt"] for r in rows_b[1:]] == [0, 1, 2, 3, 4]
+    for ra, rb in zip(rows_a[1:], rows_b[1:]):
+        assert ra["records"] == rb["records"] and ra["tokens"] == rb["tokens"]
+    for name in ("summary.json", "summary.txt", "blocks.png", "zscores.png"):
+        assert (tmp_path / "b" / name).stat().st_size > 0
+    import json
+
+    saved = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert saved["inputs"]["gamma"] == 3 and saved["inputs"]["seed"] == 7
+    assert {"numpy", "torch", "transformers", "device"} <= set(saved["environment"])
+
+
+@pytest.mark.torch
+def test_resume_refuses_other_settings_in_the_same_directory(tmp_path):
+    from real_models.validate import run_validate
+
+    t, d = _tiny_pair()
+    kw = dict(prompts=[[1, 2]], max_new_tokens=4, profile=False, surrogate_states=(),
+              n_boot=50, progress=False, measure_ar=False)
+    run_validate(t, d, rules.lossless, 2, out=tmp_path, **kw)
+    with pytest.raises(ValueError, match="gamma"):
+        run_validate(t, d, rules.lossless, 3, out=tmp_path, **kw)
+
+
+@pytest.mark.torch
+def test_martingale_z_on_engine_records_of_a_tiny_model_and_a_planted_bias():
+    """Engine records (tiny random Llama pair, over_accept(0.1)): the rule's own rejection
+    probabilities give a martingale (mean D = 0, mean D^2 = mean sum r(1-r)); scoring them
+    against TV instead (the lossless probability: a planted wrong prediction) is detected with
+    the computed power."""
+    torch = pytest.importorskip("torch")
+    from real_models.engine import speculative_generate
+
+    t, d = _tiny_pair()
+    n, g = 48, 3
+    rule = rules.over_accept(0.1)
+    out = speculative_generate(t, d, [[i % 32, (5 * i) % 32] for i in range(n)], rule=rule,
+                               gamma=g, max_new_tokens=24,
+                               rngs=[torch.Generator().manual_seed(i) for i in range(n)])
+    S = [prompt_summary(r, g) for r in out.records]
+    D = np.array([s["rejections"] - s["expected_rejections"] for s in S])
+    V = np.array([s["var_rejections"] for s in S])
+    assert abs(D.mean()) < Z * D.std(ddof=1) / math.sqrt(n)
+    W = D ** 2 - V
+    assert abs(W.mean()) < Z * W.std(ddof=1) / math.sqrt(n)
+    assert abs(score(S, g, n_boot=50)["rejections"]["z_pooled"]) < Z
+    # planted: predict with TV (lossless) although the rule over-accepts
+    wrong = [[{**r, "rejection_prob": r["tv"]} for r in recs] for recs in out.records]
+    ver = [r for recs in out.records for r in recs if r["kind"] in ("accepted", "recovered")]
+    r_true = np.array([r["rejection_prob"] for r in ver])
+    r_tv = np.array([r["tv"] for r in ver])
+    shift = np.sum(r_tv - r_true)
+    Vw, Vt = np.sum(r_tv * (1 - r_tv)), np.sum(r_true * (1 - r_true))
+    power = stats.norm.cdf((shift - Z * math.sqrt(Vw)) / math.sqrt(Vt))
+    assert power >= 1 - 1e-6
+    assert score([prompt_summary(r, g) for r in wrong], g, n_boot=50)["rejections"]["z_pooled"] < -Z
