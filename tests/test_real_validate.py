@@ -333,3 +333,35 @@ def test_martingale_z_on_engine_records_of_a_tiny_model_and_a_planted_bias():
     power = stats.norm.cdf((shift - Z * math.sqrt(Vw)) / math.sqrt(Vt))
     assert power >= 1 - 1e-6
     assert score([prompt_summary(r, g) for r in wrong], g, n_boot=50)["rejections"]["z_pooled"] < -Z
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--preset", "quick"], "--out"),
+    (["--preset", "quick", "--gamma", "0", "--out", "X"], "--gamma"),
+    (["--preset", "quick", "--rule", "nonsense", "--out", "X"], "--rule"),
+    (["--preset", "quick", "--contrast", "alpha=1", "--out", "X"], "--contrast"),
+    (["--preset", "quick", "--prompts", "nope", "--out", "X"], "not a known set"),
+    (["--preset", "quick", "--surrogate-states", "a,b", "--out", "X"], "--surrogate-states"),
+    (["--preset", "slow", "--out", "X"], "--preset"),
+    (["--out", "X"], "--target"),
+])
+def test_validate_cli_bad_arguments_say_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    from real_models.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own errors exit from inside the parser
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and needle in err and err.startswith("scdsim validate: error:")
+
+
+def test_scdsim_cli_lists_and_dispatches_validate(capsys):
+    from scdsim.cli import main
+
+    assert main(["validate", "--gamma", "0", "--target", "t", "--draft", "d", "--out", "X"]) == 2
+    assert "--gamma must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "validate" in capsys.readouterr().out
