@@ -72,9 +72,10 @@ def plot(data):
         ax = axes[0, k]
         r, b, tv = np.asarray(ex["front_rejection"]), np.asarray(ex["front_bias"]), ex["tv"]
         ax.fill_between(r, 0, b, color="grey", alpha=0.25, lw=0, label="unattainable")
-        ax.plot(r, b, color="black", marker="", lw=1.6, label="Pareto front (LP)")
-        ax.plot(r, np.maximum(0, tv - r), color="white", lw=0.8, marker="",
-                linestyle=(0, (2, 2)), label="Thm 5: rejection + bias = TV")
+        ax.plot(r, np.maximum(0, tv - r), color="black", lw=1.4, marker="",
+                label="Thm 5: rejection + bias = TV")
+        ax.plot(r, b, color="black", marker=".", markersize=3, linestyle="none",
+                label="least bias by LP (grid)")
         i = 1
         for form, flab in FORMS.items():
             for resample, rlab in RESAMPLE.items():
@@ -83,23 +84,27 @@ def plot(data):
                 filled = resample == "optimal"
                 ax.plot(pts["rejection"], pts["bias"], color=st["color"], marker=st["marker"],
                         linestyle=st["linestyle"], lw=0.8, alpha=0.9,
-                        markerfacecolor=st["color"] if filled else "white",
-                        markersize=6 if filled else 7,
+                        markerfacecolor=st["color"] if filled else "none",
+                        markersize=8 if form == "additive" else 5,
                         label=f"Decoding-{rlab}, b_ε = {flab}")
                 i += 1
         # label the paper's eps values on the UNO additive path
         pts = ex["points"]["additive/target"]
+        seen = {}
         for e in PAPER_EPS:
             j = np.flatnonzero(np.isclose(eps, e))
             if j.size:
-                ax.annotate(f"ε={e:g}", (pts["rejection"][j[0]], pts["bias"][j[0]]),
-                            textcoords="offset points", xytext=(4, 4), fontsize=6.5)
+                xy = (round(pts["rejection"][j[0]], 9), round(pts["bias"][j[0]], 9))
+                seen.setdefault(xy, []).append(f"{e:g}")
+        for xy, es in seen.items():
+            ax.annotate("ε=" + ",".join(es), xy, textcoords="offset points", xytext=(4, 4),
+                        fontsize=6.5)
         ax.set_xlim(-0.02, tv + 0.1)
         ax.set_ylim(-0.01, 0.5)
         ax.set_xlabel("rejection probability P(reject)  (per position)")
         ax.set_ylabel("bias TV(output law, target p)")
-        ax.set_title(f"({'ab'[k]}) {ex['name']}: p = {tuple(ex['target'])}, "
-                     f"q = {tuple(ex['draft'])}, TV = {tv:.2f}", fontsize=8.5)
+        ax.set_title(f"({'ab'[k]}) {ex['name']} (theory.md §7.4), TV = {tv:.2f}\n"
+                     f"p = {tuple(ex['target'])}, q = {tuple(ex['draft'])}", fontsize=8.5)
         ax.legend(loc="upper right", fontsize=6.5)
     fig.suptitle(TITLE + "\np = target, q = draft (Yin et al. swap the letters)")
     return fig
