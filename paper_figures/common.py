@@ -36,9 +36,10 @@ OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
     "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
 }
-#: Series order: alternating dark and light, yellow left out (too light on white and in grey).
-PALETTE = [OKABE_ITO[k] for k in ("black", "orange", "blue", "vermillion", "sky_blue",
-                                  "bluish_green", "reddish_purple")]
+#: Series order: consecutive colours differ in luma by more than 0.1 (distinct in greyscale);
+#: yellow left out (too light on white and in grey).
+PALETTE = [OKABE_ITO[k] for k in ("black", "bluish_green", "sky_blue", "blue", "orange",
+                                  "vermillion", "reddish_purple")]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (3, 1)), (0, (1, 2))]
 

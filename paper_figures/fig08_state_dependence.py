@@ -6,9 +6,12 @@ uniform over the regimes). The draft's TV to the target is ``rbar - delta`` in r
 ``rbar + delta`` in regime 1, so the average acceptance rate ``alpha = 1 - rbar`` is the same for
 every ``delta`` and ``s``, and Thm 3.8 at that alpha predicts one speedup for all of them.
 The exact engine (``scdsim.block_stats``, gamma = 4, c = 0.02) shows the true expected speedup:
-with ``s = 0.5`` the regimes are i.i.d. and the formula holds; the stickier the regimes and the
-larger ``delta``, the further below the formula the truth falls (acceptances are positively
-correlated within a block). (c): the exact law of tokens per target call against the capped
+at ``delta = 0`` acceptance does not depend on the state and the formula holds (up to the cut
+last block, O(1/T)); the stickier the regimes and the larger ``delta``, the further below the
+formula the truth falls (acceptances are positively correlated within a block). Even with
+``s = 0.5``, where the target's regimes are i.i.d., a small gap remains: an *accepted* draft
+token is drawn from ``min(p, q)``, not from p, so it moves the chain towards the regime the
+draft over-weights, and the next acceptance depends on the last one. (c): the exact law of tokens per target call against the capped
 geometric law the i.i.d. model assumes, at the most state-dependent point.
 """
 
