@@ -160,4 +160,4 @@ data = fig03.compute(quick=True)
 fig = fig03.plot(data)
 assert np.allclose(data["bernoulli"][0]["improvement"], data["bernoulli"][0]["closed_form"],
                    atol=1e-12)
-fig
+fig  # noqa: B018 (the notebook displays the figure)

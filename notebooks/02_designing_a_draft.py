@@ -90,7 +90,7 @@ for w, a in zip(WEIGHTS, alphas):
           f"  tokens/call {bs.tokens_per_call:.3f}")
 best = max(rows, key=lambda r: r[5])
 print(f"\nbest draft by the exact engine: w = {best[0]}, gamma = {best[3]}, speedup {best[5]:.3f}")
-for w, a, c, g, spm, spx, tpc in rows:
+for _w, _a, c, g, _spm, spx, tpc in rows:
     assert 1 <= tpc <= g + 1
     assert spx <= (g + 1) / (1 + c * g) + 1e-12  # no block emits more than gamma + 1 tokens
 
@@ -133,7 +133,7 @@ ax.set_xlabel("draft tokens per block γ")
 ax.set_ylabel("walltime speedup (× autoregressive)")
 ax.set_title("Speedup vs γ for three drafts of the bigram target")
 ax.legend(fontsize=7)
-fig
+fig  # noqa: B018 (the notebook displays the figure)
 
 # %% [markdown]
 # ## 4. M drafts per block

@@ -105,7 +105,8 @@ def plot(data):
         ax.set_ylabel("bias TV(output law, target p)")
         ax.set_title(f"({'ab'[k]}) {ex['name']} (theory.md §7.4), TV = {tv:.2f}\n"
                      f"p = {tuple(ex['target'])}, q = {tuple(ex['draft'])}", fontsize=8.5)
-        ax.legend(loc="upper right", fontsize=6.5)
+        ax.legend(loc="upper right", fontsize=6.5, title_fontsize=6.5,
+                  title="ε labels: the UNO points of min(1, (p+ε)/q)")
     fig.suptitle(TITLE + "\np = target, q = draft (Yin et al. swap the letters)")
     return fig
 

@@ -91,16 +91,16 @@ def plot(data):
     for i, cv in enumerate(data["curves"]):
         st = series(i + 1)
         sp, iid = np.asarray(cv["speedup"]), np.asarray(cv["iid_speedup"])
-        ax.plot(d, sp, label=f"exact, stickiness s = {cv['s']:g}", **st)
+        ax.plot(d, sp, label=f"exact, s = {cv['s']:g}", **st)
         axg.plot(d, 100 * (sp / iid - 1), label=f"s = {cv['s']:g}", **st)
     iid0 = np.asarray(data["curves"][0]["iid_speedup"])
     iid_alpha = data["curves"][0]["alpha"][0]
     ax.plot(d, iid0, color="black", lw=2.0, marker="", linestyle="--",
-            label=f"i.i.d. formula (Thm 3.8) at s = 0.5's α = {iid_alpha:.3f}")
+            label=f"i.i.d. (Thm 3.8), α = {iid_alpha:.3f}")
     ax.set_xlabel("TV spread δ between regimes  (TV = 0.45 ∓ δ)")
     ax.set_ylabel("expected walltime speedup  (× autoregressive)")
     ax.set_title(f"(a) γ = {data['gamma']}, c = {data['c']:g}, T = {data['horizon']}")
-    ax.legend(loc="lower left", fontsize=7)
+    ax.legend(loc="lower left", fontsize=7, title="s: regime stickiness", title_fontsize=7)
     axg.axhline(0.0, color="black", lw=0.8)
     axg.set_xlabel("TV spread δ between regimes  (TV = 0.45 ∓ δ)")
     axg.set_ylabel("exact / i.i.d. − 1  (%)")
