@@ -20,7 +20,19 @@ Regenerate the paper figures as PNG and PDF into --out. Computed data are cached
 figure, parameters and scdsim version (--cache-dir), so a second run only redraws.
 Figures 1-8 need only the core; 9-11 draw saved `scdsim validate` results and are skipped,
 with the reason, when there are none (in --quick mode a small validation is run when the
-real-model engine is installed)."""
+real-model engine is installed).
+
+  fig01  Monte Carlo rejections converge to Yin et al. Thm 1 (Yin Fig. 2 left)
+  fig02  batch SD, M drafts: Monte Carlo vs exact, E[N_rej] vs M (Yin Fig. 2 middle/right)
+  fig03  batch improvement TV - R_M vs M, Bernoulli and uniform pairs (Yin Fig. 3 right)
+  fig04  bias-rejection Pareto front, Decoding-OPT/UNO over eps (Yin Fig. 4)
+  fig05  tokens per call and speedup vs gamma for alpha and cost ratio c (Leviathan Figs. 2/3)
+  fig06  SCD vs SD acceleration vs lambda and c (reconstructed cost model)
+  fig07  multi-draft acceptance vs M: recursive / optimal / k-SEQ
+  fig08  exact speedup vs the i.i.d. formula under state-dependent acceptance
+  fig09  real models: predicted vs observed rejections, martingale z
+  fig10  real models: entropy at accepted vs rejected tokens, SD and SCD
+  fig11  real models: tokens per call vs i.i.d. / per-position / surrogate predictions"""
 
 
 def add_figures_parser(sub):

@@ -299,7 +299,7 @@ def test_figures_cli_rejects_bad_arguments_in_one_line_with_status_2(args, word)
 
 def test_figures_cli_writes_png_and_pdf_and_reuses_the_cache(tmp_path):
     out, cache_dir = tmp_path / "out", tmp_path / "cache"
-    r = _cli("--quick", "--only", "3", "--only", "fig06", "--out", str(out),
+    r = _cli("--quick", "--only", "3", "--only", "fig06", "--jobs", "2", "--out", str(out),
              "--cache-dir", str(cache_dir))
     assert r.returncode == 0, r.stderr
     for n in ("fig03_batch_improvement", "fig06_scd_acceleration"):
