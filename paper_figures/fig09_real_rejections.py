@@ -58,6 +58,7 @@ def plot(data):
     ax.set_xlabel("predicted rejections Σ r_t  (tokens per prompt)")
     ax.set_ylabel("observed rejections  (tokens per prompt)")
     ax.set_title("(a) per prompt, ±1.96 martingale s.d.")
+    ax.set_ylim(0, 1.3 * hi)
     ax.legend(loc="upper left", fontsize=7)
     zs = [np.asarray(r["z"], dtype=float) for r in data["runs"]]
     allz = np.concatenate(zs) if zs else np.zeros(0)
@@ -74,6 +75,7 @@ def plot(data):
     axz.set_xlabel("z = (observed − predicted) / martingale s.d.  (s.d. units)")
     axz.set_ylabel("density  (1 / s.d. unit)")
     axz.set_title("(b) per-prompt z-scores")
+    axz.set_ylim(0, 1.5 * max(0.4, axz.get_ylim()[1]))
     axz.legend(loc="upper left", fontsize=7)
     fig.suptitle(TITLE)
     return fig

@@ -71,14 +71,16 @@ def plot(data):
     ax.set_ylabel("density  (1 / nat)")
     ax.set_title("(a) over verified positions")
     ax.legend(loc="upper right", fontsize=6.5)
-    x = np.arange(len(means))
-    for k in range(len(means)):
-        st = series(k)
-        axm.errorbar([x[k]], [means[k]], yerr=[cis[k]], color=st["color"], marker=st["marker"],
-                     capsize=4, linestyle="none", label=labels[k].replace("\n", ": "))
-    axm.set_xticks(x)
-    axm.set_xticklabels([lab.split("\n")[1] for lab in labels], fontsize=7)
-    axm.set_xlabel("verified draft tokens (per run, see legend)")
+    nr = len(data["runs"])
+    for j, kind in enumerate(("accepted", "rejected")):
+        st = series(j)
+        xs = np.arange(nr) + (j - 0.5) * 0.3
+        axm.errorbar(xs, means[j::2], yerr=cis[j::2], color=st["color"], marker=st["marker"],
+                     capsize=4, linestyle="none", markersize=7, label=f"{kind} draft tokens")
+    axm.set_xticks(np.arange(nr))
+    axm.set_xticklabels([r["label"] for r in data["runs"]], fontsize=7)
+    axm.set_xlim(-0.6, nr - 0.4)
+    axm.set_xlabel("validated run")
     axm.set_ylabel("mean entropy per prompt  (nats)")
     axm.set_title("(b) means over prompts, 95 % interval")
     axm.legend(loc="best", fontsize=6.5)

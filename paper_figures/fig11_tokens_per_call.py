@@ -14,7 +14,7 @@ import numpy as np
 from paper_figures.common import figure_main, new_figure, series, styled
 
 NAME = "fig11_tokens_per_call"
-TITLE = "Real models: observed tokens per target call vs the i.i.d., per-position and surrogate predictions"
+TITLE = "Real models: observed tokens per target call vs three predictions"
 CAPTION = ("Real models (saved `scdsim validate` runs): observed tokens per call vs Leviathan's "
            "i.i.d. formula, the per-position prediction and the Markov surrogate; block-length laws")
 PREDICTIONS = [("iid", "i.i.d. (Leviathan Eq. 1)"), ("positional", "per-position"),
@@ -48,7 +48,9 @@ def plot(data):
     n = len(data["runs"])
     fig, axes = new_figure(2, 1, width=4.4, height=3.6)
     ax, axp = axes[0]
-    w = 0.8 / (1 + len(PREDICTIONS))
+    present = [(key, lab) for key, lab in PREDICTIONS
+               if any(r["predictions"].get(key) is not None for r in data["runs"])]
+    w = 0.8 / (1 + len(present))
     x = np.arange(n)
     obs = [r["observed"] if r["observed"] is not None else np.nan for r in data["runs"]]
     lo = [o - r["ci"][0] if r["ci"] else 0 for o, r in zip(obs, data["runs"])]
@@ -56,17 +58,20 @@ def plot(data):
     ax.bar(x - 0.4 + w / 2, obs, width=w, color=series(0)["color"], yerr=[lo, up], capsize=3,
            label="observed (95 % interval)")
     hatches = ["///", "...", "xx"]
-    for k, (key, lab) in enumerate(PREDICTIONS):
+    top = np.nanmax(np.asarray(obs, dtype=float) + np.asarray(up, dtype=float))
+    for k, (key, lab) in enumerate(present):
         vals = [r["predictions"].get(key) for r in data["runs"]]
         vals = [np.nan if v is None else v for v in vals]
+        top = max(top, np.nanmax(np.asarray(vals, dtype=float)))
         ax.bar(x - 0.4 + w * (k + 1.5), vals, width=w, color=series(k + 1)["color"],
                hatch=hatches[k], edgecolor="black", label=lab)
+    ax.set_ylim(0, 1.4 * top)
     ax.set_xticks(x)
-    ax.set_xticklabels([r["label"] for r in data["runs"]], fontsize=6.5, rotation=10)
+    ax.set_xticklabels([r["label"] for r in data["runs"]], fontsize=7)
     ax.set_ylabel("tokens per target call")
     ax.set_xlabel("validated run")
     ax.set_title("(a) mean tokens per target call")
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="upper center", fontsize=7, ncol=2)
     r = data["runs"][0]
     pm = r["pmf"]
     keys = [("observed", "observed")] + PREDICTIONS
@@ -78,9 +83,9 @@ def plot(data):
                  linestyle=st["linestyle"], label=lab)
     axp.set_xlabel("tokens emitted per target call  j")
     axp.set_ylabel("fraction of target calls")
-    axp.set_title(f"(b) block-length law, {r['label']}", fontsize=8)
-    axp.legend(loc="upper left", fontsize=7)
-    fig.suptitle(TITLE, fontsize=9.5)
+    axp.set_title(f"(b) block-length law, {r['label']}")
+    axp.legend(loc="upper right", fontsize=7)
+    fig.suptitle(TITLE)
     return fig
 
 

@@ -69,15 +69,18 @@ def load_run(d) -> dict:
 
 
 def run_label(run) -> str:
-    """A short label of a run from its inputs: rule, gamma, contrast (SCD) or not (SD)."""
+    """A short label of a run from its inputs, e.g. ``"SCD γ=4 (lens:6)"``: SD or SCD (a
+    contrast was set), gamma, M when above 1, and the draft."""
     inp = run["summary"].get("inputs") or run["header"] or {}
     contrast = inp.get("contrast")
-    kind = "SCD" if contrast not in (None, 0, 0.0, {}, "") else "SD"
-    parts = [kind]
-    for key in ("draft", "rule", "gamma", "M"):
-        if inp.get(key) not in (None, ""):
-            parts.append(f"{key}={inp[key]}")
-    return ", ".join(str(p) for p in parts)
+    label = "SCD" if contrast not in (None, 0, 0.0, {}, "") else "SD"
+    if inp.get("gamma") is not None:
+        label += f" γ={inp['gamma']}"
+    if inp.get("M") not in (None, 1):
+        label += f" M={inp['M']}"
+    if inp.get("draft"):
+        label += f" ({inp['draft']})"
+    return label
 
 
 def engine_reason() -> str | None:

@@ -329,3 +329,92 @@ def test_figure_names_resolve_from_number_prefix_slug_and_full_name():
     assert paper_figures.resolve("fig07_multidraft_acceptance") == "fig07_multidraft_acceptance"
     with pytest.raises(ValueError, match="unknown figure 'nope'"):
         paper_figures.resolve("nope")
+
+
+def _synthetic_validate_dir(root, contrast, seed, n_prompts=12, gamma=4, n_tokens=60):
+    """A result directory in the documented ``run_validate`` layout, from a toy SD process.
+
+    Per verified position the rejection probability r ~ U(0.1, 0.5) and the outcome is drawn
+    with that probability; rejected positions get a higher entropy, so the figures have
+    something to show. Only the fields figures 9-11 read are written.
+    """
+    import json
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    inputs = {"target": "toy", "draft": "toy-draft", "rule": "lossless", "gamma": gamma,
+              "contrast": contrast}
+    lines = [json.dumps({"header": inputs})]
+    zs, hist = [], np.zeros(gamma + 2)
+    tot_obs = tot_exp = tot_var = 0.0
+    for i in range(n_prompts):
+        recs, k, block, obs, exp, var = [], 0, 0, 0, 0.0, 0.0
+        while len(recs) < n_tokens:
+            if k == gamma:
+                recs.append({"kind": "bonus", "block": block, "entropy_p": 1.0})
+                hist[k + 1] += 1
+                k, block = 0, block + 1
+                continue
+            r = rng.uniform(0.1, 0.5)
+            rej = rng.random() < r
+            exp, var, obs = exp + r, var + r * (1 - r), obs + int(rej)
+            recs.append({"kind": "recovered" if rej else "accepted", "block": block,
+                         "pos_in_block": k, "rejection_prob": r, "tv": r,
+                         "entropy_p": float(rng.gamma(4.0 if rej else 2.0, 0.5))})
+            if rej:
+                hist[k + 1] += 1
+                k, block = 0, block + 1
+            else:
+                k += 1
+        z = (obs - exp) / math.sqrt(var)
+        zs.append(z)
+        tot_obs, tot_exp, tot_var = tot_obs + obs, tot_exp + exp, tot_var + var
+        lines.append(json.dumps({"prompt": i, "records": recs, "summary": {
+            "rejections": obs, "expected_rejections": exp, "var_rejections": var, "z": z}}))
+    pmf = hist / hist.sum()
+    tpc = float(np.arange(gamma + 2) @ pmf)
+    score = {"rejections": {"observed": tot_obs, "expected": tot_exp,
+                            "z_pooled": (tot_obs - tot_exp) / math.sqrt(tot_var),
+                            "z_per_prompt": zs, "ks_pvalue": float(stats.kstest(zs, "norm").pvalue)},
+             "tokens_per_call": {"observed": tpc, "ci": [tpc - 0.1, tpc + 0.1],
+                                 "block_mean": tpc, "block_mean_ci": [tpc - 0.1, tpc + 0.1]},
+             "predictions": {"iid": {"tokens_per_call": tpc + 0.05},
+                             "positional": {"tokens_per_call": tpc - 0.02}},
+             "block_length_pmf": {"observed": pmf.tolist(), "iid": pmf.tolist(),
+                                  "positional": pmf.tolist()}}
+    (root / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    (root / "summary.json").write_text(json.dumps({"inputs": inputs, "score": score}))
+
+
+def test_real_model_figures_draw_saved_results_in_the_documented_layout(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    _synthetic_validate_dir(tmp_path / "runs" / "sd", contrast=None, seed=1)
+    _synthetic_validate_dir(tmp_path / "runs" / "scd", contrast=0.5, seed=2)
+    monkeypatch.setenv("SCDSIM_VALIDATE_DIR", str(tmp_path / "runs"))
+    for name in paper_figures.REAL:
+        mod = paper_figures.load(name)
+        d = mod.compute(quick=False)
+        assert "skipped" not in d, d.get("skipped")
+        assert len(d["runs"]) == 2
+        assert {r["label"].split()[0] for r in d["runs"]} == {"SD", "SCD"}
+        fig = mod.plot(d)
+        for ax in fig.axes:
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and ax.get_legend()
+        common.save_figure(fig, tmp_path / "out", name)
+        plt.close(fig)
+    d9 = paper_figures.load("fig09").compute()
+    for r in d9["runs"]:
+        assert len(r["observed"]) == 12 and len(r["z"]) == 12
+    d10 = paper_figures.load("fig10").compute()
+    for r in d10["runs"]:  # the toy process gives rejected positions the higher entropy
+        assert np.mean(r["rejected"]) > np.mean(r["accepted"])
+    assert (tmp_path / "out" / "fig11_tokens_per_call.png").stat().st_size > 1000
+
+
+def test_real_model_figures_skip_with_the_reason_when_nothing_is_saved(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCDSIM_VALIDATE_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.chdir(tmp_path)
+    for name in paper_figures.REAL:
+        d = paper_figures.load(name).compute(quick=False)
+        assert "no saved `scdsim validate` results" in d["skipped"]
