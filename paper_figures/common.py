@@ -31,24 +31,7 @@ __all__ = [
     "write_atomic", "save_figure", "new_figure", "styled", "figure_main", "arr", "running_mean",
 ]
 
-#: The Okabe-Ito colours by name.
-OKABE_ITO = {
-    "black": "#000000", "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
-    "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7",
-}
-#: Series order: consecutive colours differ in luma by more than 0.1 (distinct in greyscale);
-#: yellow left out (too light on white and in grey).
-PALETTE = [OKABE_ITO[k] for k in ("black", "bluish_green", "sky_blue", "blue", "orange",
-                                  "vermillion", "reddish_purple")]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
-LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (3, 1)), (0, (1, 2))]
-
-
-def series(i: int) -> dict:
-    """Colour, marker and line style of the ``i``-th series (Matplotlib keyword arguments)."""
-    n = len(PALETTE)
-    return {"color": PALETTE[i % n], "marker": MARKERS[i % len(MARKERS)],
-            "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+from scdsim.plotting import LINESTYLES, MARKERS, OKABE_ITO, PALETTE, series  # noqa: E402
 
 
 def style() -> dict:

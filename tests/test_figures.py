@@ -418,3 +418,25 @@ def test_real_model_figures_skip_with_the_reason_when_nothing_is_saved(tmp_path,
     for name in paper_figures.REAL:
         d = paper_figures.load(name).compute(quick=False)
         assert "no saved `scdsim validate` results" in d["skipped"]
+
+
+def test_plot_helpers_draw_results_and_reject_bad_arguments():
+    import matplotlib.pyplot as plt
+
+    import scdsim
+    from scdsim import chains, plotting, rules
+
+    yin = chains.yin_example()
+    res = scdsim.simulate(yin, rules.lossless, 4, runs=500, rng=0)
+    ax = plotting.plot_running_mean(None, res, exact=1.0514)
+    line = [ln for ln in ax.get_lines() if ln.get_label().startswith("Monte Carlo")][0]
+    assert line.get_ydata()[-1] == pytest.approx(res.mean_rejections, rel=1e-12)
+    with pytest.raises(ValueError, match="points must be an integer >= 2, got 1"):
+        plotting.plot_running_mean(ax, res, points=1)
+    bs = scdsim.block_stats(chains.bernoulli_pair(0.3, 0.0), rules.lossless, 200, 3)
+    ax = plotting.plot_block_length_pmf(None, bs)
+    heights = [p.get_height() for p in ax.patches]
+    assert sum(heights) == pytest.approx(2.0, abs=1e-12)  # two laws of total mass 1
+    ax = plotting.plot_pareto_front(None, scdsim.pareto_front([.2, .3, .5], [.5, .3, .2], n=11))
+    assert ax.get_xlabel() and ax.get_ylabel()
+    plt.close("all")
