@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from scdsim.plotting import LINESTYLES, MARKERS, OKABE_ITO, PALETTE, series
+
 __all__ = [
     "OKABE_ITO", "PALETTE", "MARKERS", "LINESTYLES", "series", "style",
     "cache_dir", "set_cache_dir", "cache_key", "cached", "to_jsonable",
-    "write_atomic", "save_figure", "new_figure", "styled", "figure_main", "arr", "running_mean",
+    "write_atomic", "save_figure", "new_figure", "styled", "figure_main", "running_mean",
 ]
-
-from scdsim.plotting import LINESTYLES, MARKERS, OKABE_ITO, PALETTE, series  # noqa: E402
-
 
 def style() -> dict:
     """The rcParams every figure is drawn with."""
@@ -173,12 +172,6 @@ def save_figure(fig, out_dir, name: str, formats=("png", "pdf")) -> list[Path]:
         write_atomic(path, buf.getvalue())
         paths.append(path)
     return paths
-
-
-def arr(x, dtype=float):
-    """A cached list back as an array (None -> NaN)."""
-    return np.array([np.nan if v is None else v for v in x] if dtype is float and isinstance(x, list)
-                    and any(v is None for v in x) else x, dtype=dtype)
 
 
 def running_mean(x, points, first=10):
