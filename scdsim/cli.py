@@ -235,7 +235,17 @@ def build_parser():
     si.add_argument("--no-progress", action="store_true")
     si.add_argument("--json", metavar="FILE", help="also write the figures as JSON (atomically)")
     si.set_defaults(func=cmd_simulate)
+    _add_figures(sub)
     return ap
+
+
+def _add_figures(sub):
+    # the `figures` subcommand lives in paper_figures (imported lazily: matplotlib only there)
+    try:
+        from paper_figures.cli import add_figures_parser
+    except ImportError:  # pragma: no cover - paper_figures not installed
+        return
+    add_figures_parser(sub)
 
 
 def main(argv=None):
