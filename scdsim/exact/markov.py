@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scdsim import cost as _cost
+from scdsim import rules as _rules
 from scdsim._validate import check_int, check_real, check_sequence_args
 from scdsim.chains import MarkovPair
 from scdsim.rules import sequential_parts
@@ -66,7 +67,10 @@ __all__ = [
     "JOINT_MAX_SEQUENCES",
 ]
 
+#: Limits of the exact tree reading (``batch="tree"``): ``S V^M`` draft tuples, and about
+#: ``S V^M M (M + 4)`` operations (a few seconds) with ``M V^M`` numbers per state (under 1 GB).
 TREE_MAX_TUPLES = 5_000_000
+TREE_MAX_WORK = 2 * 10**8
 JOINT_MAX_SEQUENCES = 2_000_000
 
 
@@ -75,7 +79,11 @@ JOINT_MAX_SEQUENCES = 2_000_000
 
 
 def _check_args(pair, rule, horizon, gamma, batch):
-    return check_sequence_args(pair, rule, horizon, gamma, batch, "sequence-level exact engine")
+    """Validated ``(horizon, gamma)``, ``gamma`` clipped to the horizon: a block never drafts
+    past it, so phases beyond ``T`` would carry no mass (``gamma = 10**9`` built 10**9 phases)."""
+    horizon, gamma = check_sequence_args(pair, rule, horizon, gamma, batch,
+                                         "sequence-level exact engine")
+    return horizon, (gamma if gamma is None else min(gamma, horizon))
 
 
 # ------------------------------------------------------------------------------------------
@@ -122,6 +130,16 @@ class _Chain:
             raise ValueError(
                 f"batch='tree' enumerates V^M draft tuples per state: S*V^M = {S}*{V}^{M} exceeds "
                 f"{TREE_MAX_TUPLES}; use scdsim.simulate(..., batch='tree') for this size"
+            )
+        # each tuple is handled once per draft and compared with every draft: ~ M^2 work and
+        # M numbers of memory per tuple (V = 2, M = 20: 10 s and 0.9 GB before this limit)
+        if S * V**M * M * (M + 4) > TREE_MAX_WORK or V**M * M > TREE_MAX_TUPLES:
+            raise ValueError(
+                f"batch='tree' with M={M} drafts enumerates V^M = {V}^{M} draft tuples of M "
+                f"tokens per state (S={S}): about {S * V**M * M * (M + 4):.2g} operations and "
+                f"{V**M * M * 60 / 2**30:.1f} GB, above the limits TREE_MAX_WORK = "
+                f"{TREE_MAX_WORK:.0e} and M V^M <= TREE_MAX_TUPLES = {TREE_MAX_TUPLES}; use "
+                "scdsim.simulate(..., batch='tree') for this size"
             )
 
     def is_bonus(self, ph):
@@ -307,21 +325,133 @@ def _times(A, W):
     return out
 
 
-def _propagate(chain, horizon, track_counts=False):
+#: Memory one exact-engine call may allocate for its state and token masses and the
+#: per-position arrays it returns (about 1 GB); above it the call raises before allocating.
+EXACT_MAX_BYTES = 2**30
+
+#: Work one exact-engine call may spend propagating positions it cannot fast-forward, in
+#: multiply-adds (about 10 s here); each position also counts ``_POSITION_OVERHEAD`` for its
+#: Python overhead (about 25 us). Checked before starting, for homogeneous pairs (whose
+#: horizon is unbounded) and for the rejection count law (cost x (T+1)).
+EXACT_MAX_WORK = 2 * 10**10
+_POSITION_OVERHEAD = 50_000
+
+#: Fast-forward of a homogeneous pair: the propagated (phase, state) law has converged when the
+#: distance still to go, bounded by ``delta lam / (1 - lam)`` with ``delta`` the L1 change over
+#: the last position and ``lam`` its geometric decay rate over the last ``_FF_WINDOW`` positions,
+#: is below ``_FF_TOL``; ``lam`` must be at most ``_FF_MAX_RATE`` (a slowly mixing or periodic
+#: chain never fast-forwards: it is propagated position by position).
+_FF_TOL = 1e-15
+_FF_WINDOW = 4
+_FF_MAX_RATE = 0.95
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the forward pass computed: positions ``0..n-1`` explicitly; positions ``n..T-1``
+    (``tail = T - n`` of them, 0 unless fast-forwarded) repeat position ``n - 1`` exactly."""
+
+    horizon: int
+    pos_rej: np.ndarray  # (n,)
+    starts: np.ndarray  # (n,) mass at the start phase before each position
+    marginals: np.ndarray | None  # (n, V) or None when not stored
+    ends: np.ndarray | None
+    pmf: np.ndarray | None
+    rule_rej: float | None  # sum_n E[rejection_prob at the state before position n]
+    tail: int
+
+    def full(self, x):
+        """A per-position array of the computed positions, extended over the tail."""
+        if not self.tail:
+            return x
+        return np.concatenate([x, np.repeat(x[-1:], self.tail, axis=0)])
+
+    def total(self, x):
+        """Sum over all ``T`` positions of a per-position quantity ``x`` ``(n,)``."""
+        return float(x.sum() + self.tail * x[-1]) if self.tail else float(x.sum())
+
+
+def _position_work(chain, J):
+    """Multiply-adds of one position: every phase row times an ``(S, V)`` operator, plus the
+    residual products, plus ``_POSITION_OVERHEAD``."""
+    S, V = chain.pair.S, chain.pair.V
+    return (len(chain.phases) + 2) * J * S * V + _POSITION_OVERHEAD
+
+
+def _check_size(chain, horizon, track_counts, store_marginals):
+    """Raise before allocating if the pass would exceed ``EXACT_MAX_BYTES`` or, where the
+    horizon is not bounded by the kernels, ``EXACT_MAX_WORK``; return the number of positions
+    to compute before fast-forwarding must have happened (``horizon`` if no limit applies)."""
     pair = chain.pair
     K, S, V = len(chain.phases), pair.S, pair.V
     J = horizon + 1 if track_counts else 1
+    state_bytes = 8 * K * J * (2 * S + 2 * V)  # masses, token masses and temporaries
+    out_bytes = 8 * horizon * (3 + (V if store_marginals else 0))
+    if state_bytes + out_bytes > EXACT_MAX_BYTES:
+        what = (f"the (T, V) = ({horizon}, {V}) marginals" if store_marginals
+                and 8 * horizon * V > state_bytes else
+                f"{K} phases x {J} rejection counts x (S + V) = ({S} + {V}) masses")
+        raise ValueError(
+            f"the exact engine would allocate about {(state_bytes + out_bytes) / 2**30:.1f} GB "
+            f"for {what}, above the limit EXACT_MAX_BYTES = 1 GB; scalar results "
+            "(expected_rejections, block_stats) do not store marginals, and "
+            "scdsim.simulate(...) estimates any of these quantities at this size"
+        )
+    if not pair.homogeneous and not track_counts:
+        return horizon  # the kernels themselves hold T x S x V numbers: linear in the input
+    per = _position_work(chain, J)
+    if horizon * per <= EXACT_MAX_WORK:
+        return horizon
+    if track_counts or not pair.homogeneous:
+        raise ValueError(
+            f"the exact rejection-count law at horizon={horizon} costs about {horizon * per:.2g} "
+            f"multiply-adds (T x (T+1) rows), above the limit EXACT_MAX_WORK = "
+            f"{EXACT_MAX_WORK:.0e}; use expected_rejections for the mean or "
+            "scdsim.simulate(...) for the law"
+        )
+    return max(1, EXACT_MAX_WORK // per)  # fast-forwarding must happen within these
+
+
+def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None):
+    """The exact forward pass. ``rule_rej(n) -> (S,)``, optional: also accumulate
+    ``sum_n s_n @ rule_rej(n)`` with ``s_n`` the state law before position ``n``.
+
+    A homogeneous pair without the rejection count is fast-forwarded once its (phase, state)
+    law has converged (see ``_FF_TOL``): every later position adds the same quantities.
+    """
+    pair = chain.pair
+    budget = _check_size(chain, horizon, track_counts, store_marginals)
+    K, S, V = len(chain.phases), pair.S, pair.V
+    J = horizon + 1 if track_counts else 1
+    fast = pair.homogeneous and not track_counts
+    n_alloc = min(horizon, budget)
     mass = np.zeros((K, J, S))
     mass[chain.start_phase, 0, pair.start] = 1.0
-    marg = np.zeros((horizon, V))
-    pos_rej = np.zeros(horizon)
-    starts = np.zeros(horizon)
+    marg = np.zeros((n_alloc, V)) if store_marginals else None
+    pos_rej = np.zeros(n_alloc)
+    starts = np.zeros(n_alloc)
     ends = np.zeros(chain.gamma + 2) if chain.gamma is not None else None
+    rule_total = 0.0 if rule_rej is not None else None
     identity = _is_identity(pair)
+    deltas = []
+    tail = 0
     # with the identity state map (S = V) token masses are state masses: two buffers, swapped
     new_tok = np.zeros((K, J, V))
     for n in range(horizon):
+        if n == n_alloc:
+            raise ValueError(
+                f"horizon={horizon}: the block chain of this homogeneous pair did not reach its "
+                f"stationary law within {n_alloc} positions (it mixes slowly or is periodic), "
+                f"and propagating all {horizon} positions exceeds the limit EXACT_MAX_WORK = "
+                f"{EXACT_MAX_WORK:.0e} multiply-adds; use stationary_rates(...) for the "
+                "long-run rates, a shorter horizon, or scdsim.simulate(...)"
+            )
         starts[n] = mass[chain.start_phase].sum()
+        if rule_total is not None:
+            last_rule = float(mass.sum(axis=(0, 1)) @ rule_rej(n))
+            rule_total += last_rule
+        ends_before = ends.copy() if fast and ends is not None else None
+        prev = mass
         new_tok.fill(0.0)
         for srcs, dsts, W, rej, res, *quiet in chain.operators(n):
             m_src = mass[srcs]  # (len, J, S)
@@ -345,21 +475,59 @@ def _propagate(chain, horizon, track_counts=False):
                     if track_counts:
                         rt = np.concatenate([np.zeros((1, V)), rt[:-1]], axis=0)
                     new_tok[chain.start_phase] += rt
-        marg[n] = new_tok.sum(axis=(0, 1))
+        if marg is not None:
+            marg[n] = new_tok.sum(axis=(0, 1))
         if identity:
             mass, new_tok = new_tok, mass
         else:
             mass = _to_states(pair, new_tok, identity=False)
-    if chain.gamma is None:
-        # drafting to the horizon, a block starts at n = 0 and after every rejection; the phase
-        # chain need not (and for single drafts does not) tell a fresh block from a continuing one
-        starts = np.concatenate([[1.0], pos_rej[:-1]])
+        if fast and n + 1 < horizon and _converged(deltas, float(np.abs(mass - prev).sum())):
+            tail = horizon - n - 1
+            if ends is not None:
+                ends += tail * (ends - ends_before)
+            if rule_total is not None:
+                rule_total += tail * last_rule
+            n_done = n + 1
+            pos_rej, starts = pos_rej[:n_done], starts[:n_done]
+            marg = marg[:n_done] if marg is not None else None
+            break
     if ends is not None:  # blocks cut by the horizon emitted k tokens
         for i, ph in enumerate(chain.phases):
             if ph.k > 0:
                 ends[ph.k] += mass[i].sum()
     pmf = mass.sum(axis=(0, 2)) if track_counts else None
-    return SequenceLaw(marg, pos_rej, starts, ends, pmf)
+    return _Run(horizon, pos_rej, starts, marg, ends, pmf, rule_total, tail)
+
+
+def _converged(deltas, delta):
+    """Record the L1 change ``delta`` of the propagated law over one position; True once the
+    law is within ``_FF_TOL`` of its limit by the geometric bound (see ``_FF_TOL``).
+
+    The rate compares the largest change of the last ``_FF_WINDOW`` positions with that of the
+    ``_FF_WINDOW`` before, so an oscillating (complex-eigenvalue) decay is not underestimated.
+    """
+    deltas.append(delta)
+    if delta == 0.0:
+        return True
+    w = _FF_WINDOW
+    if len(deltas) < 2 * w:
+        return False
+    recent, before = max(deltas[-w:]), max(deltas[-2 * w:-w])
+    if before <= 0.0:
+        return False
+    rate = (recent / before) ** (1.0 / w)
+    return rate <= _FF_MAX_RATE and recent * rate / (1.0 - rate) <= _FF_TOL
+
+
+def _propagate(chain, horizon, track_counts=False):
+    run = _run(chain, horizon, track_counts)
+    pos_rej = run.full(run.pos_rej)
+    starts = run.full(run.starts)
+    if chain.gamma is None:
+        # drafting to the horizon, a block starts at n = 0 and after every rejection; the phase
+        # chain need not (and for single drafts does not) tell a fresh block from a continuing one
+        starts = np.concatenate([[1.0], pos_rej[:-1]])
+    return SequenceLaw(run.full(run.marginals), pos_rej, starts, run.ends, run.pmf)
 
 
 def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=False):
@@ -391,7 +559,9 @@ def expected_rejections(pair, rule, horizon, gamma=None, batch="first"):
     own output law, which the propagation tracks; with ``gamma`` blocks, bonus positions are
     never rejected. Multi-draft rules use ``batch`` ("first": variant A; "tree": variant B).
     """
-    return float(sequence_law(pair, rule, horizon, gamma, batch).position_rejection.sum())
+    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
+    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False)
+    return run.total(run.pos_rej)
 
 
 def rejection_distribution(pair, rule, horizon, gamma=None, batch="first"):
@@ -401,7 +571,9 @@ def rejection_distribution(pair, rule, horizon, gamma=None, batch="first"):
 
 def position_rejection(pair, rule, horizon, gamma=None, batch="first"):
     """``(T,)`` probability that position ``n`` emits a recovered token."""
-    return sequence_law(pair, rule, horizon, gamma, batch).position_rejection
+    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
+    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False)
+    return run.full(run.pos_rej)
 
 
 def output_marginals(pair, rule, horizon, gamma=None, batch="first"):
@@ -456,7 +628,8 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
     rule = recursive(2)
     horizon, gamma = _check_args(pair, rule, horizon, gamma, "first")
     chain = _Chain(pair, rule, gamma, "first", oracle_first=True)
-    return float(_propagate(chain, horizon).position_rejection.sum())
+    run = _run(chain, horizon, store_marginals=False)
+    return run.total(run.pos_rej)
 
 
 # ------------------------------------------------------------------------------------------
@@ -560,28 +733,44 @@ def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
     """
     gamma = check_int(gamma, "gamma", minimum=0)
     c = check_real(c, "c", low=0.0)
-    law = sequence_law(pair, rule, horizon, gamma, batch)
-    T = law.marginals.shape[0]
-    calls = float(law.block_starts.sum())
-    budget = np.minimum(gamma, T - np.arange(T))
-    drafts = float(law.block_starts @ budget)
-    ends = law.block_end_tokens
+    T, g = _check_args(pair, rule, horizon, gamma, batch)
+    rule_rej = _per_position(pair, T, lambda P, Q: _rules.rejection_prob(rule, P, Q))
+    run = _run(_Chain(pair, rule, g, batch), T, store_marginals=False, rule_rej=rule_rej)
+    calls = run.total(run.starts)
+    n = len(run.starts)
+    drafts = float(run.starts @ np.minimum(gamma, T - np.arange(n)))
+    if run.tail:  # positions n..T-1 start a block with the same probability: sum of budgets
+        drafts += float(run.starts[-1]) * _budget_sum(gamma, T - n)
+    ends = run.ends
     pmf = ends / ends.sum()  # expected blocks emitting j tokens / expected blocks
-    rej = float(law.position_rejection.sum())
+    rej = run.total(run.pos_rej)
     # clipped: rounding in the state law can put the mean rejection a few ulps above 1
-    alpha = min(1.0, max(0.0, 1.0 - _mean_rule_rejection(pair, rule, law.marginals)))
+    alpha = min(1.0, max(0.0, 1.0 - run.rule_rej / T))
     iid = float(_cost.speedup(alpha, gamma, c))
     sp = T / (calls + c * drafts)
     return BlockStats(T, gamma, c, calls, drafts, pmf, T / calls, rej, sp, alpha, iid, sp - iid)
 
 
-def _mean_rule_rejection(pair, rule, marginals):
-    """Average over positions of the single-position rejection probability at the current state."""
-    from scdsim.rules import rejection_prob
+def _budget_sum(gamma, L):
+    """``sum_{m=1..L} min(gamma, m)``: the draft budgets of blocks starting ``L..1`` positions
+    before the horizon."""
+    if L <= gamma:
+        return L * (L + 1) // 2
+    return gamma * (gamma + 1) // 2 + (L - gamma) * gamma
 
-    T = marginals.shape[0]
-    rej = _per_position(pair, T, lambda P, Q: rejection_prob(rule, P, Q))
-    return _state_average(pair, T, rej, lambda n, s: marginals[n]) / T
+
+#: Largest (phase, state) chain ``stationary_rates`` solves densely (least squares, N^3).
+STATIONARY_MAX_STATES = 2_000
+
+
+def _block_chain_phases(M, gamma, batch):
+    """Number of phases ``_Chain`` builds, computed without building it."""
+    k = 2 if gamma is None else gamma + 1
+    if M == 1:
+        return 1 if gamma is None else gamma + 1
+    if batch == "tree":
+        return M if gamma is None else (gamma + 1) * M
+    return k
 
 
 @dataclass(frozen=True)
@@ -602,12 +791,19 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     """
     if not isinstance(pair, MarkovPair) or not pair.homogeneous:
         raise ValueError("stationary_rates needs a homogeneous MarkovPair (kernels of shape (S, V))")
-    _, gamma = _check_args(pair, rule, 1, gamma, batch)
+    _, gamma = check_sequence_args(pair, rule, 1, gamma, batch, "stationary_rates")
+    N = _block_chain_phases(rule.M, gamma, batch) * pair.S  # before building anything
+    if N > STATIONARY_MAX_STATES:
+        raise ValueError(
+            f"stationary_rates solves a dense {N}x{N} system (phases x S states), above the "
+            f"limit STATIONARY_MAX_STATES = {STATIONARY_MAX_STATES} (its cost grows as N^3: "
+            f"N = 2,000 takes seconds, N = 10,000 minutes); use expected_rejections(pair, rule, "
+            "T, gamma) / T at a long horizon T (homogeneous pairs fast-forward once the law "
+            "has converged) or scdsim.simulate(...)"
+        )
     chain = _Chain(pair, rule, gamma, batch, split=True)
     K, S = len(chain.phases), pair.S
     N = K * S
-    if N > 20_000:
-        raise ValueError(f"stationary_rates builds a dense {N}x{N} matrix; too large")
     Tm = np.zeros((N, N))
     rej_rate = np.zeros(N)
     call_end = np.zeros(N)
