@@ -344,6 +344,7 @@ _POSITION_OVERHEAD = 50_000
 _FF_TOL = 1e-15
 _FF_WINDOW = 4
 _FF_MAX_RATE = 0.95
+_FF_MAX_PROBE = 10_000
 
 
 @dataclass(frozen=True)
@@ -378,49 +379,55 @@ def _position_work(chain, J):
     return (len(chain.phases) + 2) * J * S * V + _POSITION_OVERHEAD
 
 
-def _check_size(chain, horizon, track_counts, store_marginals):
+def _check_size(chain, horizon, track_counts, store_marginals, full):
     """Raise before allocating if the pass would exceed ``EXACT_MAX_BYTES`` or, where the
     horizon is not bounded by the kernels, ``EXACT_MAX_WORK``; return the number of positions
-    to compute before fast-forwarding must have happened (``horizon`` if no limit applies)."""
+    to compute before fast-forwarding must have happened (``horizon`` if no limit applies).
+    ``full``: the caller returns its per-position arrays over all ``T`` positions."""
     pair = chain.pair
     K, S, V = len(chain.phases), pair.S, pair.V
     J = horizon + 1 if track_counts else 1
+    per = _position_work(chain, J)
+    budget = horizon
+    if (pair.homogeneous or track_counts) and horizon * per > EXACT_MAX_WORK:
+        if track_counts or not pair.homogeneous:
+            raise ValueError(
+                f"the exact rejection-count law at horizon={horizon} costs about "
+                f"{horizon * per:.2g} multiply-adds (T x (T+1) rows), above the limit "
+                f"EXACT_MAX_WORK = {EXACT_MAX_WORK:.0e}; use expected_rejections for the mean "
+                "or scdsim.simulate(...) for the law"
+            )
+        # fast-forwarding must happen within these positions (it happens within a few
+        # hundred when it happens at all: the change decays at least as fast as 0.95^n)
+        budget = max(1, min(EXACT_MAX_WORK // per, _FF_MAX_PROBE))
+    # (inhomogeneous pairs: the kernels themselves hold T x S x V numbers, linear in the input)
     state_bytes = 8 * K * J * (2 * S + 2 * V)  # masses, token masses and temporaries
-    out_bytes = 8 * horizon * (3 + (V if store_marginals else 0))
+    per_pos = 3 + (V if store_marginals else 0)
+    out_bytes = 8 * per_pos * (horizon if full else min(horizon, budget))
     if state_bytes + out_bytes > EXACT_MAX_BYTES:
         what = (f"the (T, V) = ({horizon}, {V}) marginals" if store_marginals
-                and 8 * horizon * V > state_bytes else
+                and out_bytes > state_bytes else
+                f"{horizon} per-position values" if out_bytes > state_bytes else
                 f"{K} phases x {J} rejection counts x (S + V) = ({S} + {V}) masses")
         raise ValueError(
             f"the exact engine would allocate about {(state_bytes + out_bytes) / 2**30:.1f} GB "
             f"for {what}, above the limit EXACT_MAX_BYTES = 1 GB; scalar results "
-            "(expected_rejections, block_stats) do not store marginals, and "
-            "scdsim.simulate(...) estimates any of these quantities at this size"
+            "(expected_rejections, block_stats) store no per-position arrays, and "
+            "scdsim.simulate(...) estimates these quantities at any size"
         )
-    if not pair.homogeneous and not track_counts:
-        return horizon  # the kernels themselves hold T x S x V numbers: linear in the input
-    per = _position_work(chain, J)
-    if horizon * per <= EXACT_MAX_WORK:
-        return horizon
-    if track_counts or not pair.homogeneous:
-        raise ValueError(
-            f"the exact rejection-count law at horizon={horizon} costs about {horizon * per:.2g} "
-            f"multiply-adds (T x (T+1) rows), above the limit EXACT_MAX_WORK = "
-            f"{EXACT_MAX_WORK:.0e}; use expected_rejections for the mean or "
-            "scdsim.simulate(...) for the law"
-        )
-    return max(1, EXACT_MAX_WORK // per)  # fast-forwarding must happen within these
+    return budget
 
 
-def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None):
+def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None, full=False):
     """The exact forward pass. ``rule_rej(n) -> (S,)``, optional: also accumulate
-    ``sum_n s_n @ rule_rej(n)`` with ``s_n`` the state law before position ``n``.
+    ``sum_n s_n @ rule_rej(n)`` with ``s_n`` the state law before position ``n``. ``full``:
+    the caller will expand the per-position arrays to all ``T`` positions (memory check).
 
     A homogeneous pair without the rejection count is fast-forwarded once its (phase, state)
     law has converged (see ``_FF_TOL``): every later position adds the same quantities.
     """
     pair = chain.pair
-    budget = _check_size(chain, horizon, track_counts, store_marginals)
+    budget = _check_size(chain, horizon, track_counts, store_marginals, full)
     K, S, V = len(chain.phases), pair.S, pair.V
     J = horizon + 1 if track_counts else 1
     fast = pair.homogeneous and not track_counts
@@ -520,7 +527,7 @@ def _converged(deltas, delta):
 
 
 def _propagate(chain, horizon, track_counts=False):
-    run = _run(chain, horizon, track_counts)
+    run = _run(chain, horizon, track_counts, full=True)
     pos_rej = run.full(run.pos_rej)
     starts = run.full(run.starts)
     if chain.gamma is None:
@@ -572,7 +579,7 @@ def rejection_distribution(pair, rule, horizon, gamma=None, batch="first"):
 def position_rejection(pair, rule, horizon, gamma=None, batch="first"):
     """``(T,)`` probability that position ``n`` emits a recovered token."""
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
-    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False)
+    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False, full=True)
     return run.full(run.pos_rej)
 
 
@@ -605,14 +612,33 @@ def _per_position(pair, horizon, fn):
 
 def _state_average(pair, horizon, per_state, token_law):
     """``sum_n E[per_state(n)[s_n]]``, the state ``s_n`` before token ``n`` following
-    ``token_law(n, state law) -> (V,)`` (the law of token ``n``) through ``state_of``."""
+    ``token_law(n, state law) -> (V,)`` (the law of token ``n``) through ``state_of``.
+
+    A homogeneous pair fast-forwards once the state law has converged (as ``_run`` does)."""
     identity = _is_identity(pair)
     s = np.zeros(pair.S)
     s[pair.start] = 1.0
     total = 0.0
+    limit = horizon
+    if pair.homogeneous:
+        per = pair.S * pair.V + _POSITION_OVERHEAD
+        limit = horizon if horizon * per <= EXACT_MAX_WORK else min(EXACT_MAX_WORK // per,
+                                                                     _FF_MAX_PROBE)
+    deltas = []
     for n in range(horizon):
-        total += float(s @ per_state(n))
-        s = _to_states(pair, token_law(n, s), identity)
+        if n == limit:
+            raise ValueError(
+                f"horizon={horizon}: the target chain of this homogeneous pair did not reach its "
+                f"stationary law within {limit} positions (it mixes slowly or is periodic), and "
+                f"all {horizon} positions exceed the limit EXACT_MAX_WORK = {EXACT_MAX_WORK:.0e} "
+                "multiply-adds; use a shorter horizon or scdsim.simulate(...)"
+            )
+        term = float(s @ per_state(n))
+        total += term
+        prev, s = s, _to_states(pair, token_law(n, s), identity)
+        if pair.homogeneous and n + 1 < horizon and _converged(deltas,
+                                                               float(np.abs(s - prev).sum())):
+            return total + (horizon - n - 1) * term
     return total
 
 
