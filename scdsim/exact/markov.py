@@ -345,6 +345,7 @@ _FF_TOL = 1e-15
 _FF_WINDOW = 4
 _FF_MAX_RATE = 0.95
 _FF_MAX_PROBE = 10_000
+_FF_NOISE = 1e-14
 
 
 @dataclass(frozen=True)
@@ -440,7 +441,7 @@ def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None
     ends = np.zeros(chain.gamma + 2) if chain.gamma is not None else None
     rule_total = 0.0 if rule_rej is not None else None
     identity = _is_identity(pair)
-    deltas = []
+    conv = _Convergence()
     tail = 0
     # with the identity state map (S = V) token masses are state masses: two buffers, swapped
     new_tok = np.zeros((K, J, V))
@@ -488,7 +489,7 @@ def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None
             mass, new_tok = new_tok, mass
         else:
             mass = _to_states(pair, new_tok, identity=False)
-        if fast and n + 1 < horizon and _converged(deltas, float(np.abs(mass - prev).sum())):
+        if fast and n + 1 < horizon and conv.step(float(np.abs(mass - prev).sum())):
             tail = horizon - n - 1
             if ends is not None:
                 ends += tail * (ends - ends_before)
@@ -506,24 +507,41 @@ def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None
     return _Run(horizon, pos_rej, starts, marg, ends, pmf, rule_total, tail)
 
 
-def _converged(deltas, delta):
-    """Record the L1 change ``delta`` of the propagated law over one position; True once the
-    law is within ``_FF_TOL`` of its limit by the geometric bound (see ``_FF_TOL``).
+class _Convergence:
+    """Fast-forward test of a homogeneous pair's propagated law, fed the L1 change ``delta``
+    of the law over each position (see ``_FF_TOL``).
 
-    The rate compares the largest change of the last ``_FF_WINDOW`` positions with that of the
-    ``_FF_WINDOW`` before, so an oscillating (complex-eigenvalue) decay is not underestimated.
+    The decay rate compares the largest change of the last ``_FF_WINDOW`` positions with that
+    of the ``_FF_WINDOW`` before (an oscillating, complex-eigenvalue decay is not
+    underestimated). It is measured while the change is above the rounding noise
+    ``_FF_NOISE``; below it the law's distance to its limit is bounded by extrapolating the
+    last measured decay, and the observed change must stay at noise level.
     """
-    deltas.append(delta)
-    if delta == 0.0:
-        return True
-    w = _FF_WINDOW
-    if len(deltas) < 2 * w:
-        return False
-    recent, before = max(deltas[-w:]), max(deltas[-2 * w:-w])
-    if before <= 0.0:
-        return False
-    rate = (recent / before) ** (1.0 / w)
-    return rate <= _FF_MAX_RATE and recent * rate / (1.0 - rate) <= _FF_TOL
+
+    def __init__(self):
+        self.deltas = []
+        self.ref = None  # (position, change, rate) of the last measurement above the noise
+
+    def step(self, delta):
+        d = self.deltas
+        d.append(delta)
+        if delta == 0.0:
+            return True
+        w = _FF_WINDOW
+        if len(d) < 2 * w:
+            return False
+        recent, before = max(d[-w:]), max(d[-2 * w:-w])
+        if recent >= _FF_NOISE:
+            rate = (recent / before) ** (1.0 / w)
+            self.ref = (len(d), recent, rate)
+            return rate <= _FF_MAX_RATE and recent * rate / (1.0 - rate) <= _FF_TOL
+        if self.ref is None:  # noise from the start: the law is already at its limit
+            return True
+        n0, d0, rate = self.ref
+        if rate > _FF_MAX_RATE:
+            return False
+        still = d0 * rate ** (len(d) - n0)  # the change the measured decay predicts now
+        return still * rate / (1.0 - rate) <= _FF_TOL
 
 
 def _propagate(chain, horizon, track_counts=False):
@@ -624,7 +642,7 @@ def _state_average(pair, horizon, per_state, token_law):
         per = pair.S * pair.V + _POSITION_OVERHEAD
         limit = horizon if horizon * per <= EXACT_MAX_WORK else min(EXACT_MAX_WORK // per,
                                                                      _FF_MAX_PROBE)
-    deltas = []
+    conv = _Convergence()
     for n in range(horizon):
         if n == limit:
             raise ValueError(
@@ -636,8 +654,7 @@ def _state_average(pair, horizon, per_state, token_law):
         term = float(s @ per_state(n))
         total += term
         prev, s = s, _to_states(pair, token_law(n, s), identity)
-        if pair.homogeneous and n + 1 < horizon and _converged(deltas,
-                                                               float(np.abs(s - prev).sum())):
+        if pair.homogeneous and n + 1 < horizon and conv.step(float(np.abs(s - prev).sum())):
             return total + (horizon - n - 1) * term
     return total
 
