@@ -342,6 +342,7 @@ _POSITION_OVERHEAD = 50_000
 #: is below ``_FF_TOL``; ``lam`` must be at most ``_FF_MAX_RATE`` (a slowly mixing or periodic
 #: chain never fast-forwards: it is propagated position by position).
 _FF_TOL = 1e-15
+_FAST_FORWARD = True  # off: propagate every position (the benchmark's "before")
 _FF_WINDOW = 4
 _FF_MAX_RATE = 0.95
 _FF_MAX_PROBE = 10_000
@@ -431,7 +432,7 @@ def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None
     budget = _check_size(chain, horizon, track_counts, store_marginals, full)
     K, S, V = len(chain.phases), pair.S, pair.V
     J = horizon + 1 if track_counts else 1
-    fast = pair.homogeneous and not track_counts
+    fast = _FAST_FORWARD and pair.homogeneous and not track_counts
     n_alloc = min(horizon, budget)
     mass = np.zeros((K, J, S))
     mass[chain.start_phase, 0, pair.start] = 1.0
@@ -654,7 +655,7 @@ def _state_average(pair, horizon, per_state, token_law):
         term = float(s @ per_state(n))
         total += term
         prev, s = s, _to_states(pair, token_law(n, s), identity)
-        if pair.homogeneous and n + 1 < horizon and conv.step(float(np.abs(s - prev).sum())):
+        if _FAST_FORWARD and pair.homogeneous and n + 1 < horizon and conv.step(float(np.abs(s - prev).sum())):
             return total + (horizon - n - 1) * term
     return total
 
