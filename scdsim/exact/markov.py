@@ -557,16 +557,55 @@ def _propagate(chain, horizon, track_counts=False):
 
 
 def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=False):
-    """Run the exact forward pass and return a :class:`SequenceLaw`.
+    """Run the exact forward pass and return every per-position quantity.
 
     Parameters
     ----------
     pair : MarkovPair
-    rule : samplable Rule (multi-draft rules with ``batch``).
-    horizon : int, number of tokens T.
-    gamma : int >= 0 or None (draft to the horizon).
-    batch : {"first", "tree"}, the sequence-level reading of a multi-draft rule.
-    track_counts : bool, also compute the law of the number of rejections (cost x (T+1)).
+        Target and draft Markov models (``S`` states, vocabulary ``V``).
+    rule : Rule
+        A samplable rule (``rules.lossless``, ``rules.recursive(M)``, ...).
+    horizon : int
+        Number of tokens ``T`` (at most the positions the kernels define).
+    gamma : int >= 0 or None, optional
+        Draft budget per block; None drafts to the horizon (Yin et al. Alg. 1); clipped to
+        ``T``.
+    batch : {"first", "tree"}, optional
+        Sequence-level reading of a multi-draft rule (module docstring).
+    track_counts : bool, optional
+        Also compute the law of the number of rejections (cost and memory x ``(T+1)``).
+
+    Returns
+    -------
+    SequenceLaw
+        ``marginals (T, V)``, ``position_rejection (T,)``, ``block_starts (T,)``,
+        ``block_end_tokens (gamma+2,)`` or None, ``rejection_pmf (T+1,)`` or None.
+
+    Raises
+    ------
+    ValueError
+        Above ``EXACT_MAX_BYTES`` of arrays (the ``(T, V)`` marginals at large ``T V``) or,
+        for a homogeneous pair that does not converge, ``EXACT_MAX_WORK``: use a scalar
+        function (``expected_rejections``, ``block_stats``) or ``scdsim.simulate``.
+
+    See Also
+    --------
+    expected_rejections, position_rejection, output_marginals, block_stats
+
+    References
+    ----------
+    Leviathan et al. 2023, Alg. 1; Yin et al. 2024 (arXiv 2411.00841), Alg. 1 and Alg. 4.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> law = mk.sequence_law(pair, rules.lossless, 4, gamma=2)
+    >>> law.block_starts.round(4).tolist()
+    [1.0, 0.3, 0.26, 0.62]
+    >>> law.marginals.shape
+    (4, 3)
     """
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
     chain = _Chain(pair, rule, gamma, batch, split=track_counts)
@@ -580,10 +619,51 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
 def expected_rejections(pair, rule, horizon, gamma=None, batch="first"):
     """Exact expected number of rejections (recovered tokens) over ``horizon`` tokens.
 
-    For lossless SD drafting to the horizon this is Yin et al. Thm 1,
-    ``sum_n E_{prefix ~ target}[TV(p_n, q_n)]``; for lossy rules the prefix follows the rule's
-    own output law, which the propagation tracks; with ``gamma`` blocks, bonus positions are
-    never rejected. Multi-draft rules use ``batch`` ("first": variant A; "tree": variant B).
+    For lossless SD drafting to the horizon this is Yin et al.'s Theorem 1,
+    ``sum_n E_{prefix ~ target}[TV(p_n, q_n)]``; for lossy rules the prefix follows the
+    rule's own output law, which the propagation tracks; with ``gamma`` blocks, bonus
+    positions are never rejected. Multi-draft rules use ``batch`` ("first": variant A;
+    "tree": variant B). A homogeneous pair is fast-forwarded exactly once the law of its
+    block chain has converged, so long horizons cost a few dozen products, and no ``(T, V)``
+    array is allocated.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+        Target and draft Markov models.
+    rule : Rule
+        A samplable rule.
+    horizon : int
+        Number of tokens ``T``.
+    gamma : int >= 0 or None, optional
+        Draft budget per block (None: draft to the horizon).
+    batch : {"first", "tree"}, optional
+        Sequence-level reading of a multi-draft rule.
+
+    Returns
+    -------
+    float
+        ``E[N_rej]``.
+
+    See Also
+    --------
+    expected_rejections_theorem1 : the closed form for lossless SD, by a separate path.
+    rejection_distribution : the whole law of ``N_rej``.
+    stationary_rates : the long-run rate per token.
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 (and Theorem 3 for batches).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> round(mk.expected_rejections(pair, rules.lossless, 4), 4)
+    1.0514
+    >>> round(mk.expected_rejections(pair, rules.recursive(2), 4), 4)
+    0.9264
     """
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
     run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False)
@@ -591,27 +671,148 @@ def expected_rejections(pair, rule, horizon, gamma=None, batch="first"):
 
 
 def rejection_distribution(pair, rule, horizon, gamma=None, batch="first"):
-    """Exact law of the number of rejections, a pmf over ``0..horizon`` (shape ``(T+1,)``)."""
+    """Exact law of the number of rejections over ``horizon`` tokens.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T+1,)
+        ``P(N_rej = j)`` for ``j = 0..T``.
+
+    Raises
+    ------
+    ValueError
+        When the ``T x (T+1)`` propagation exceeds ``EXACT_MAX_WORK`` or ``EXACT_MAX_BYTES``
+        (use ``expected_rejections`` for the mean or ``scdsim.simulate`` for the law).
+
+    See Also
+    --------
+    expected_rejections
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 (its mean).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.rejection_distribution(pair, rules.lossless, 4).round(4).tolist()
+    [0.2815, 0.4398, 0.2282, 0.047, 0.0036]
+    """
     return sequence_law(pair, rule, horizon, gamma, batch, track_counts=True).rejection_pmf
 
 
 def position_rejection(pair, rule, horizon, gamma=None, batch="first"):
-    """``(T,)`` probability that position ``n`` emits a recovered token."""
+    """Probability that position ``n`` emits a recovered token, for ``n = 0..T-1``.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T,)
+        Its sum is :func:`expected_rejections`.
+
+    See Also
+    --------
+    expected_rejections, sequence_law
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 (the summands).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.position_rejection(pair, rules.lossless, 4).round(4).tolist()
+    [0.3, 0.26, 0.25, 0.2414]
+    """
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
     run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False, full=True)
     return run.full(run.pos_rej)
 
 
 def output_marginals(pair, rule, horizon, gamma=None, batch="first"):
-    """``(T, V)`` exact law of each emitted token under ``rule`` (the target's law if lossless)."""
+    """Exact law of each emitted token under ``rule``.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T, V)
+        Row ``n``: the law of token ``n``; the target's own marginals when ``rule`` is
+        lossless.
+
+    Raises
+    ------
+    ValueError
+        When ``T V`` float64 exceed ``EXACT_MAX_BYTES`` (1 GB).
+
+    See Also
+    --------
+    sequence_law, exact_joint_law
+
+    References
+    ----------
+    Leviathan et al. 2023, Appendix A.1 (lossless SD samples the target).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.output_marginals(pair, rules.lossless, 4)[1].round(4).tolist()
+    [0.37, 0.5, 0.13]
+    """
     return sequence_law(pair, rule, horizon, gamma, batch).marginals
 
 
 def expected_rejections_theorem1(pair, horizon):
-    """Yin et al. Thm 1 closed form: ``sum_n E_{x_{1:n-1} ~ target}[TV(p_n, q_n)]``.
+    """Yin et al.'s Theorem 1 closed form, ``sum_n E_{x_{1:n-1} ~ target}[TV(p_n, q_n)]``.
 
     Computed from the target chain's state marginals alone, independently of the rule engine;
-    it is the engine's value for lossless SD drafting to the horizon.
+    it is the engine's value for lossless SD drafting to the horizon. A homogeneous pair is
+    fast-forwarded once its state law has converged.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+        Target and draft Markov models.
+    horizon : int
+        Number of tokens ``T``.
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    expected_rejections
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> round(mk.expected_rejections_theorem1(pair, 4), 4)
+    1.0514
     """
     if not isinstance(pair, MarkovPair):
         raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
@@ -664,8 +865,36 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
     """The ``M -> infinity`` limit of variant A ("first-position batch") expected rejections.
 
     As M grows (draft with full support), the first position of a block is never rejected and
-    emits the target's law; later positions use lossless SD. theory.md §1.6 gives 0.651050 on
-    the §7.3 chain (Yin et al.'s Proposition 1: the limit is not zero).
+    emits the target's law; later positions use lossless SD. The limit is not zero (Yin et
+    al.'s Proposition 1).
+
+    Parameters
+    ----------
+    pair : MarkovPair
+    horizon : int
+        Number of tokens ``T``.
+    gamma : int >= 0 or None, optional
+        Draft budget per block.
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    batch_curve, expected_rejections
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 3 and Proposition 1; theory.md §1.6.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> round(mk.expected_rejections_batch_limit(pair, 4), 6)
+    0.65105
     """
     from scdsim.rules import recursive
 
@@ -681,9 +910,35 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
 
 
 def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
-    """Exact joint law of the emitted sequence, shape ``(V,) * horizon`` (small ``V^T`` only).
+    """Exact joint law of the emitted sequence (small ``V^T`` only).
 
     Propagates the block chain over full prefixes instead of states.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`; ``V^T <= JOINT_MAX_SEQUENCES``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (V,) * T
+
+    See Also
+    --------
+    target_joint_law, joint_tv_to_target
+
+    References
+    ----------
+    Leviathan et al. 2023, Appendix A.1.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> law = mk.exact_joint_law(pair, rules.lossless, 2)
+    >>> law.shape, round(float(law.sum()), 12)
+    ((3, 3), 1.0)
     """
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
     V = pair.V
@@ -712,7 +967,30 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
 
 
 def target_joint_law(pair, horizon):
-    """Joint law of ``horizon`` tokens sampled autoregressively from the target chain."""
+    """Joint law of ``horizon`` tokens sampled autoregressively from the target chain.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+    horizon : int
+        Number of tokens ``T``; ``V^T <= JOINT_MAX_SEQUENCES``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (V,) * T
+
+    See Also
+    --------
+    exact_joint_law
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.target_joint_law(pair, 2)[0].round(4).tolist()
+    [0.3, 0.24, 0.06]
+    """
     horizon = pair.check_horizon(horizon)
     V = pair.V
     if V**horizon > JOINT_MAX_SEQUENCES:
@@ -727,7 +1005,37 @@ def target_joint_law(pair, horizon):
 
 
 def joint_tv_to_target(pair, rule, horizon, gamma=None, batch="first"):
-    """TV distance between the rule's joint sequence law and the target's (0 if lossless)."""
+    """Total variation between the rule's joint sequence law and the target's.
+
+    Zero (to rounding) for every lossless rule.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`exact_joint_law`.
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    exact_joint_law, target_joint_law
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorems 4-5 (the bias of over-acceptance).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.joint_tv_to_target(pair, rules.lossless, 4) < 1e-12
+    True
+    >>> round(mk.joint_tv_to_target(pair, rules.over_accept(0.1), 4), 4)
+    0.2558
+    """
     a = exact_joint_law(pair, rule, horizon, gamma, batch)
     b = target_joint_law(pair, horizon)
     return float(0.5 * np.abs(a - b).sum())
@@ -770,10 +1078,41 @@ class BlockStats:
 
 
 def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
-    """Exact block statistics and speedup of SD with blocks of ``gamma`` drafts (Leviathan Alg. 1).
+    """Exact block (target call) statistics and speedup of SD with blocks of ``gamma`` drafts.
 
-    Computed on the Markov chain over (state, position in block); compared with the i.i.d.
-    formula of Leviathan et al. Thm 3.8 at the average acceptance rate.
+    Computed on the Markov chain over (state, position in block) and compared with the
+    i.i.d. formula of Leviathan et al. Thm 3.8 at the average acceptance rate. No ``(T, V)``
+    array is allocated; homogeneous pairs fast-forward once the law has converged.
+
+    Parameters
+    ----------
+    pair, rule, horizon, batch
+        As in :func:`expected_rejections`.
+    gamma : int >= 0
+        Draft budget per block.
+    c : float >= 0, optional
+        Cost of a draft token relative to a target call.
+
+    Returns
+    -------
+    BlockStats
+
+    See Also
+    --------
+    stationary_rates, scdsim.cost.speedup
+
+    References
+    ----------
+    Leviathan et al. 2023, Alg. 1 and Theorem 3.8 (walltime improvement).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> stats = mk.block_stats(pair, rules.lossless, 4, 2, c=0.1)
+    >>> round(stats.tokens_per_call, 4), round(stats.speedup, 4)
+    (1.8349, 1.5662)
     """
     gamma = check_int(gamma, "gamma", minimum=0)
     c = check_real(c, "c", low=0.0)
@@ -828,10 +1167,47 @@ class StationaryRates:
 
 
 def stationary_rates(pair, rule, gamma=None, batch="first"):
-    """Long-run rejections per token and tokens per target call for a homogeneous pair.
+    """Long-run rejections per token and tokens per target call of a homogeneous pair.
 
     Builds the transition matrix of the (phase, state) chain and solves for its stationary law
     restricted to the states reachable from the start; raises if that law is not unique.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+        A homogeneous pair.
+    rule : Rule
+        A samplable rule.
+    gamma : int >= 0 or None, optional
+        Draft budget per block.
+    batch : {"first", "tree"}, optional
+
+    Returns
+    -------
+    StationaryRates
+
+    Raises
+    ------
+    ValueError
+        When the chain has more than ``STATIONARY_MAX_STATES`` (phases x states): the dense
+        solve grows as ``N^3``. Use ``expected_rejections(pair, rule, T, gamma) / T`` at a
+        long horizon (fast-forwarded) or ``scdsim.simulate``.
+
+    See Also
+    --------
+    expected_rejections, block_stats
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 per token; Leviathan et al. 2023, Thm 3.8.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.dirichlet_pair(20, 0.3, seed=3)
+    >>> round(mk.stationary_rates(pair, rules.lossless, gamma=4).rejections_per_token, 4)
+    0.2763
     """
     if not isinstance(pair, MarkovPair) or not pair.homogeneous:
         raise ValueError("stationary_rates needs a homogeneous MarkovPair (kernels of shape (S, V))")
@@ -892,9 +1268,39 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
 def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None):
     """Expected rejections and batch improvement against the number of drafts ``M``.
 
-    Returns a dict with ``M`` (array), ``rejections`` (E[N_rej] with ``rule_factory(M)``,
-    default ``rules.recursive``) and ``improvement`` (E at M=1 minus E at M), the quantity of
-    Yin et al. Fig. 3 / Thm 3.
+    Parameters
+    ----------
+    pair : MarkovPair
+    horizon : int
+    Ms : iterable of int >= 1
+        Draft counts.
+    gamma : int >= 0 or None, optional
+    batch : {"first", "tree"}, optional
+    rule_factory : callable, optional
+        ``M -> Rule``; default ``rules.recursive``.
+
+    Returns
+    -------
+    dict
+        ``M`` (array), ``rejections`` (E[N_rej] with ``rule_factory(M)``) and
+        ``improvement`` (E at M=1 minus E at M), the quantity of Yin et al. Fig. 3.
+
+    See Also
+    --------
+    expected_rejections_batch_limit
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 3 and Fig. 3.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> curve = mk.batch_curve(pair, 4, [1, 2, 3])
+    >>> curve["improvement"].round(4).tolist()
+    [0.0, 0.125, 0.2087]
     """
     from scdsim.rules import recursive
 
