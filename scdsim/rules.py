@@ -350,15 +350,41 @@ class _Recursive(Rule):
         return _min1(xp, _ratio(xp, chain[..., :-1, :], q[..., None, :]))
 
     def residual(self, p, q):
-        return self.residual_chain(p, q)[..., -1, :]
+        # the same recursion as ``residual_chain`` without stacking: a contiguous (..., V)
+        # array (a strided view of the stack made each product with it 4-6x slower)
+        xp = namespace(p, q)
+        r = p + xp.zeros_like(q)
+        for _ in range(self.M):
+            r = positive_part_normalised(r - q, r)
+        return r
 
     def with_drafts(self, m):
         return self if m == self.M else _Recursive(M=m)
 
 
-def recursive(M) -> Rule:
-    """Recursive rejection sampling with ``M >= 1`` drafts (unbiased; SpecInfer-style)."""
+#: Largest number of drafts of ``recursive(M)`` and ``kseq(M)``: their acceptances are
+#: ``(..., M, V)`` arrays built by a loop over ``M`` (``recursive``), so cost grows with ``M``.
+MAX_DRAFTS = 10_000
+
+
+def _check_drafts(M, factory):
     M = check_int(M, "M", minimum=1)
+    if M > MAX_DRAFTS:
+        raise ValueError(
+            f"M={M} drafts exceeds the limit MAX_DRAFTS={MAX_DRAFTS} of {factory}(M): its "
+            f"acceptances are (..., M, V) arrays; the all-reject probability of {MAX_DRAFTS} "
+            "drafts is already negligible for any draft with full support, so use a smaller M "
+            "(or optimal(M).acceptance_prob for the acceptance of the optimal coupling)"
+        )
+    return M
+
+
+def recursive(M) -> Rule:
+    """Recursive rejection sampling with ``M >= 1`` drafts (unbiased; SpecInfer-style).
+
+    ``M`` is at most ``MAX_DRAFTS`` (10,000): the acceptances are ``(..., M, V)`` arrays.
+    """
+    M = _check_drafts(M, "recursive")
     return _Recursive(M=M)
 
 
@@ -433,8 +459,8 @@ class _KSeq(Rule):
 
 
 def kseq(M) -> Rule:
-    """SpecTr's k-SEQ rule with ``M >= 1`` drafts; ``M = 1`` is lossless SD."""
-    M = check_int(M, "M", minimum=1)
+    """SpecTr's k-SEQ rule with ``M >= 1`` drafts (at most ``MAX_DRAFTS``); ``M = 1`` is lossless SD."""
+    M = _check_drafts(M, "kseq")
     return _KSeq(M=M)
 
 
@@ -456,6 +482,22 @@ def _subset_masses(x):
     for v in range(x.shape[-1]):
         out = np.concatenate([out, out + x[..., v:v + 1]], axis=-1)
     return out
+
+
+#: Most ``rows x 2^V`` subset masses ``optimal(M)`` holds in one call: a few float64 arrays of
+#: this many entries (about 1 GB in all at the limit, 2^25).
+OPTIMAL_MAX_SUBSET_ENTRIES = 2**25
+
+
+def _check_subset_memory(shape, V):
+    rows = math.prod(shape[:-1])
+    if rows * 2**V > OPTIMAL_MAX_SUBSET_ENTRIES:
+        per_call = max(1, OPTIMAL_MAX_SUBSET_ENTRIES // 2**V)
+        raise ValueError(
+            f"optimal(M) holds 2^V subset masses per row: {rows} rows x 2^{V} exceeds the limit "
+            f"OPTIMAL_MAX_SUBSET_ENTRIES = 2^25 (about 1 GB); at V={V} call it on at most "
+            f"{per_call} rows at a time (a loop over chunks of the batch)"
+        )
 
 
 @dataclass(frozen=True)
@@ -484,8 +526,13 @@ class _Optimal(Rule):
             raise ValueError(
                 f"optimal(M) enumerates 2^V subsets; V={V} exceeds the limit {OPTIMAL_MAX_V}"
             )
+        _check_subset_memory(np.broadcast_shapes(pn.shape, qn.shape), V)
         pS, qS = _subset_masses(pn), _subset_masses(qn)  # (..., 2^V)
-        alpha = np.min(pS + 1.0 - qS**self.M, axis=-1)
+        # (pS + 1) - qS^M in place where shapes allow: two arrays alive, not four
+        pS += 1.0
+        np.power(qS, self.M, out=qS)
+        same = pS.shape == np.broadcast_shapes(pS.shape, qS.shape)
+        alpha = np.min(np.subtract(pS, qS, out=pS if same else None), axis=-1)
         return np.clip(alpha, 0.0, 1.0)
 
     def acceptances(self, p, q):

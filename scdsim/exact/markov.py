@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scdsim import cost as _cost
+from scdsim import rules as _rules
 from scdsim._validate import check_int, check_real, check_sequence_args
 from scdsim.chains import MarkovPair
 from scdsim.rules import sequential_parts
@@ -67,7 +68,10 @@ __all__ = [
     "JOINT_MAX_SEQUENCES",
 ]
 
+#: Limits of the exact tree reading (``batch="tree"``): ``S V^M`` draft tuples, and about
+#: ``S V^M M (M + 4)`` operations (a few seconds) with ``M V^M`` numbers per state (under 1 GB).
 TREE_MAX_TUPLES = 5_000_000
+TREE_MAX_WORK = 2 * 10**8
 JOINT_MAX_SEQUENCES = 2_000_000
 
 
@@ -76,7 +80,11 @@ JOINT_MAX_SEQUENCES = 2_000_000
 
 
 def _check_args(pair, rule, horizon, gamma, batch):
-    return check_sequence_args(pair, rule, horizon, gamma, batch, "sequence-level exact engine")
+    """Validated ``(horizon, gamma)``, ``gamma`` clipped to the horizon: a block never drafts
+    past it, so phases beyond ``T`` would carry no mass (``gamma = 10**9`` built 10**9 phases)."""
+    horizon, gamma = check_sequence_args(pair, rule, horizon, gamma, batch,
+                                         "sequence-level exact engine")
+    return horizon, (gamma if gamma is None else min(gamma, horizon))
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,6 +131,16 @@ class _Chain:
             raise ValueError(
                 f"batch='tree' enumerates V^M draft tuples per state: S*V^M = {S}*{V}^{M} exceeds "
                 f"{TREE_MAX_TUPLES}; use scdsim.simulate(..., batch='tree') for this size"
+            )
+        # each tuple is handled once per draft and compared with every draft: ~ M^2 work and
+        # M numbers of memory per tuple (V = 2, M = 20: 10 s and 0.9 GB before this limit)
+        if S * V**M * M * (M + 4) > TREE_MAX_WORK or V**M * M > TREE_MAX_TUPLES:
+            raise ValueError(
+                f"batch='tree' with M={M} drafts enumerates V^M = {V}^{M} draft tuples of M "
+                f"tokens per state (S={S}): about {S * V**M * M * (M + 4):.2g} operations and "
+                f"{V**M * M * 60 / 2**30:.1f} GB, above the limits TREE_MAX_WORK = "
+                f"{TREE_MAX_WORK:.0e} and M V^M <= TREE_MAX_TUPLES = {TREE_MAX_TUPLES}; use "
+                "scdsim.simulate(..., batch='tree') for this size"
             )
 
     def is_bonus(self, ph):
@@ -308,21 +326,142 @@ def _times(A, W):
     return out
 
 
-def _propagate(chain, horizon, track_counts=False):
+#: Memory one exact-engine call may allocate for its state and token masses and the
+#: per-position arrays it returns (about 1 GB); above it the call raises before allocating.
+EXACT_MAX_BYTES = 2**30
+
+#: Work one exact-engine call may spend propagating positions it cannot fast-forward, in
+#: multiply-adds (about 10 s here); each position also counts ``_POSITION_OVERHEAD`` for its
+#: Python overhead (about 25 us). Checked before starting, for homogeneous pairs (whose
+#: horizon is unbounded) and for the rejection count law (cost x (T+1)).
+EXACT_MAX_WORK = 2 * 10**10
+_POSITION_OVERHEAD = 50_000
+
+#: Fast-forward of a homogeneous pair: the propagated (phase, state) law has converged when the
+#: distance still to go, bounded by ``delta lam / (1 - lam)`` with ``delta`` the L1 change over
+#: the last position and ``lam`` its geometric decay rate over the last ``_FF_WINDOW`` positions,
+#: is below ``_FF_TOL``; ``lam`` must be at most ``_FF_MAX_RATE`` (a slowly mixing or periodic
+#: chain never fast-forwards: it is propagated position by position).
+_FF_TOL = 1e-15
+_FAST_FORWARD = True  # off: propagate every position (the benchmark's "before")
+_FF_WINDOW = 4
+_FF_MAX_RATE = 0.95
+_FF_MAX_PROBE = 10_000
+_FF_NOISE = 1e-14
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the forward pass computed: positions ``0..n-1`` explicitly; positions ``n..T-1``
+    (``tail = T - n`` of them, 0 unless fast-forwarded) repeat position ``n - 1`` exactly."""
+
+    horizon: int
+    pos_rej: np.ndarray  # (n,)
+    starts: np.ndarray  # (n,) mass at the start phase before each position
+    marginals: np.ndarray | None  # (n, V) or None when not stored
+    ends: np.ndarray | None
+    pmf: np.ndarray | None
+    rule_rej: float | None  # sum_n E[rejection_prob at the state before position n]
+    tail: int
+
+    def full(self, x):
+        """A per-position array of the computed positions, extended over the tail."""
+        if not self.tail:
+            return x
+        return np.concatenate([x, np.repeat(x[-1:], self.tail, axis=0)])
+
+    def total(self, x):
+        """Sum over all ``T`` positions of a per-position quantity ``x`` ``(n,)``."""
+        return float(x.sum() + self.tail * x[-1]) if self.tail else float(x.sum())
+
+
+def _position_work(chain, J):
+    """Multiply-adds of one position: every phase row times an ``(S, V)`` operator, plus the
+    residual products, plus ``_POSITION_OVERHEAD``."""
+    S, V = chain.pair.S, chain.pair.V
+    return (len(chain.phases) + 2) * J * S * V + _POSITION_OVERHEAD
+
+
+def _check_size(chain, horizon, track_counts, store_marginals, full):
+    """Raise before allocating if the pass would exceed ``EXACT_MAX_BYTES`` or, where the
+    horizon is not bounded by the kernels, ``EXACT_MAX_WORK``; return the number of positions
+    to compute before fast-forwarding must have happened (``horizon`` if no limit applies).
+    ``full``: the caller returns its per-position arrays over all ``T`` positions."""
     pair = chain.pair
     K, S, V = len(chain.phases), pair.S, pair.V
     J = horizon + 1 if track_counts else 1
+    per = _position_work(chain, J)
+    budget = horizon
+    if (pair.homogeneous or track_counts) and horizon * per > EXACT_MAX_WORK:
+        if track_counts or not pair.homogeneous:
+            raise ValueError(
+                f"the exact rejection-count law at horizon={horizon} costs about "
+                f"{horizon * per:.2g} multiply-adds (T x (T+1) rows), above the limit "
+                f"EXACT_MAX_WORK = {EXACT_MAX_WORK:.0e}; use expected_rejections for the mean "
+                "or scdsim.simulate(...) for the law"
+            )
+        # fast-forwarding must happen within these positions (it happens within a few
+        # hundred when it happens at all: the change decays at least as fast as 0.95^n)
+        budget = max(1, min(EXACT_MAX_WORK // per, _FF_MAX_PROBE))
+    # (inhomogeneous pairs: the kernels themselves hold T x S x V numbers, linear in the input)
+    state_bytes = 8 * K * J * (2 * S + 2 * V)  # masses, token masses and temporaries
+    per_pos = 3 + (V if store_marginals else 0)
+    out_bytes = 8 * per_pos * (horizon if full else min(horizon, budget))
+    if state_bytes + out_bytes > EXACT_MAX_BYTES:
+        what = (f"the (T, V) = ({horizon}, {V}) marginals" if store_marginals
+                and out_bytes > state_bytes else
+                f"{horizon} per-position values" if out_bytes > state_bytes else
+                f"{K} phases x {J} rejection counts x (S + V) = ({S} + {V}) masses")
+        raise ValueError(
+            f"the exact engine would allocate about {(state_bytes + out_bytes) / 2**30:.1f} GB "
+            f"for {what}, above the limit EXACT_MAX_BYTES = 1 GB; scalar results "
+            "(expected_rejections, block_stats) store no per-position arrays, and "
+            "scdsim.simulate(...) estimates these quantities at any size"
+        )
+    return budget
+
+
+def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None, full=False):
+    """The exact forward pass. ``rule_rej(n) -> (S,)``, optional: also accumulate
+    ``sum_n s_n @ rule_rej(n)`` with ``s_n`` the state law before position ``n``. ``full``:
+    the caller will expand the per-position arrays to all ``T`` positions (memory check).
+
+    A homogeneous pair without the rejection count is fast-forwarded once its (phase, state)
+    law has converged (see ``_FF_TOL``): every later position adds the same quantities.
+    """
+    pair = chain.pair
+    budget = _check_size(chain, horizon, track_counts, store_marginals, full)
+    K, S, V = len(chain.phases), pair.S, pair.V
+    J = horizon + 1 if track_counts else 1
+    fast = _FAST_FORWARD and pair.homogeneous and not track_counts
+    n_alloc = min(horizon, budget)
     mass = np.zeros((K, J, S))
     mass[chain.start_phase, 0, pair.start] = 1.0
-    marg = np.zeros((horizon, V))
-    pos_rej = np.zeros(horizon)
-    starts = np.zeros(horizon)
+    marg = np.zeros((n_alloc, V)) if store_marginals else None
+    pos_rej = np.zeros(n_alloc)
+    starts = np.zeros(n_alloc)
     ends = np.zeros(chain.gamma + 2) if chain.gamma is not None else None
+    rule_total = 0.0 if rule_rej is not None else None
     identity = _is_identity(pair)
+    conv = _Convergence()
+    tail = 0
     # with the identity state map (S = V) token masses are state masses: two buffers, swapped
     new_tok = np.zeros((K, J, V))
     for n in range(horizon):
+        if n == n_alloc:
+            raise ValueError(
+                f"horizon={horizon}: the block chain of this homogeneous pair did not reach its "
+                f"stationary law within {n_alloc} positions (it mixes slowly or is periodic), "
+                f"and propagating all {horizon} positions exceeds the limit EXACT_MAX_WORK = "
+                f"{EXACT_MAX_WORK:.0e} multiply-adds; use stationary_rates(...) for the "
+                "long-run rates, a shorter horizon, or scdsim.simulate(...)"
+            )
         starts[n] = mass[chain.start_phase].sum()
+        if rule_total is not None:
+            last_rule = float(mass.sum(axis=(0, 1)) @ rule_rej(n))
+            rule_total += last_rule
+        ends_before = ends.copy() if fast and ends is not None else None
+        prev = mass
         new_tok.fill(0.0)
         for srcs, dsts, W, rej, res, *quiet in chain.operators(n):
             m_src = mass[srcs]  # (len, J, S)
@@ -346,34 +485,128 @@ def _propagate(chain, horizon, track_counts=False):
                     if track_counts:
                         rt = np.concatenate([np.zeros((1, V)), rt[:-1]], axis=0)
                     new_tok[chain.start_phase] += rt
-        marg[n] = new_tok.sum(axis=(0, 1))
+        if marg is not None:
+            marg[n] = new_tok.sum(axis=(0, 1))
         if identity:
             mass, new_tok = new_tok, mass
         else:
             mass = _to_states(pair, new_tok, identity=False)
-    if chain.gamma is None:
-        # drafting to the horizon, a block starts at n = 0 and after every rejection; the phase
-        # chain need not (and for single drafts does not) tell a fresh block from a continuing one
-        starts = np.concatenate([[1.0], pos_rej[:-1]])
+        if fast and n + 1 < horizon and conv.step(float(np.abs(mass - prev).sum())):
+            tail = horizon - n - 1
+            if ends is not None:
+                ends += tail * (ends - ends_before)
+            if rule_total is not None:
+                rule_total += tail * last_rule
+            n_done = n + 1
+            pos_rej, starts = pos_rej[:n_done], starts[:n_done]
+            marg = marg[:n_done] if marg is not None else None
+            break
     if ends is not None:  # blocks cut by the horizon emitted k tokens
         for i, ph in enumerate(chain.phases):
             if ph.k > 0:
                 ends[ph.k] += mass[i].sum()
     pmf = mass.sum(axis=(0, 2)) if track_counts else None
-    return SequenceLaw(marg, pos_rej, starts, ends, pmf)
+    return _Run(horizon, pos_rej, starts, marg, ends, pmf, rule_total, tail)
+
+
+class _Convergence:
+    """Fast-forward test of a homogeneous pair's propagated law, fed the L1 change ``delta``
+    of the law over each position (see ``_FF_TOL``).
+
+    The decay rate compares the largest change of the last ``_FF_WINDOW`` positions with that
+    of the ``_FF_WINDOW`` before (an oscillating, complex-eigenvalue decay is not
+    underestimated). It is measured while the change is above the rounding noise
+    ``_FF_NOISE``; below it the law's distance to its limit is bounded by extrapolating the
+    last measured decay, and the observed change must stay at noise level.
+    """
+
+    def __init__(self):
+        self.deltas = []
+        self.ref = None  # (position, change, rate) of the last measurement above the noise
+
+    def step(self, delta):
+        d = self.deltas
+        d.append(delta)
+        if delta == 0.0:
+            return True
+        w = _FF_WINDOW
+        if len(d) < 2 * w:
+            return False
+        recent, before = max(d[-w:]), max(d[-2 * w:-w])
+        if recent >= _FF_NOISE:
+            rate = (recent / before) ** (1.0 / w)
+            self.ref = (len(d), recent, rate)
+            return rate <= _FF_MAX_RATE and recent * rate / (1.0 - rate) <= _FF_TOL
+        if self.ref is None:  # noise from the start: the law is already at its limit
+            return True
+        n0, d0, rate = self.ref
+        if rate > _FF_MAX_RATE:
+            return False
+        still = d0 * rate ** (len(d) - n0)  # the change the measured decay predicts now
+        return still * rate / (1.0 - rate) <= _FF_TOL
+
+
+def _propagate(chain, horizon, track_counts=False):
+    run = _run(chain, horizon, track_counts, full=True)
+    pos_rej = run.full(run.pos_rej)
+    starts = run.full(run.starts)
+    if chain.gamma is None:
+        # drafting to the horizon, a block starts at n = 0 and after every rejection; the phase
+        # chain need not (and for single drafts does not) tell a fresh block from a continuing one
+        starts = np.concatenate([[1.0], pos_rej[:-1]])
+    return SequenceLaw(run.full(run.marginals), pos_rej, starts, run.ends, run.pmf)
 
 
 def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=False):
-    """Run the exact forward pass and return a :class:`SequenceLaw`.
+    """Run the exact forward pass and return every per-position quantity.
 
     Parameters
     ----------
     pair : MarkovPair
-    rule : samplable Rule (multi-draft rules with ``batch``).
-    horizon : int, number of tokens T.
-    gamma : int >= 0 or None (draft to the horizon).
-    batch : {"first", "tree"}, the sequence-level reading of a multi-draft rule.
-    track_counts : bool, also compute the law of the number of rejections (cost x (T+1)).
+        Target and draft Markov models (``S`` states, vocabulary ``V``).
+    rule : Rule
+        A samplable rule (``rules.lossless``, ``rules.recursive(M)``, ...).
+    horizon : int
+        Number of tokens ``T`` (at most the positions the kernels define).
+    gamma : int >= 0 or None, optional
+        Draft budget per block; None drafts to the horizon (Yin et al. Alg. 1); clipped to
+        ``T``.
+    batch : {"first", "tree"}, optional
+        Sequence-level reading of a multi-draft rule (module docstring).
+    track_counts : bool, optional
+        Also compute the law of the number of rejections (cost and memory x ``(T+1)``).
+
+    Returns
+    -------
+    SequenceLaw
+        ``marginals (T, V)``, ``position_rejection (T,)``, ``block_starts (T,)``,
+        ``block_end_tokens (gamma+2,)`` or None, ``rejection_pmf (T+1,)`` or None.
+
+    Raises
+    ------
+    ValueError
+        Above ``EXACT_MAX_BYTES`` of arrays (the ``(T, V)`` marginals at large ``T V``) or,
+        for a homogeneous pair that does not converge, ``EXACT_MAX_WORK``: use a scalar
+        function (``expected_rejections``, ``block_stats``) or ``scdsim.simulate``.
+
+    See Also
+    --------
+    expected_rejections, position_rejection, output_marginals, block_stats
+
+    References
+    ----------
+    Leviathan et al. 2023, Alg. 1; Yin et al. 2024 (arXiv 2411.00841), Alg. 1 and Alg. 4.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> law = mk.sequence_law(pair, rules.lossless, 4, gamma=2)
+    >>> law.block_starts.round(4).tolist()
+    [1.0, 0.3, 0.26, 0.62]
+    >>> law.marginals.shape
+    (4, 3)
     """
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
     chain = _Chain(pair, rule, gamma, batch, split=track_counts)
@@ -387,34 +620,200 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
 def expected_rejections(pair, rule, horizon, gamma=None, batch="first"):
     """Exact expected number of rejections (recovered tokens) over ``horizon`` tokens.
 
-    For lossless SD drafting to the horizon this is Yin et al. Thm 1,
-    ``sum_n E_{prefix ~ target}[TV(p_n, q_n)]``; for lossy rules the prefix follows the rule's
-    own output law, which the propagation tracks; with ``gamma`` blocks, bonus positions are
-    never rejected. Multi-draft rules use ``batch`` ("first": variant A; "tree": variant B).
+    For lossless SD drafting to the horizon this is Yin et al.'s Theorem 1,
+    ``sum_n E_{prefix ~ target}[TV(p_n, q_n)]``; for lossy rules the prefix follows the
+    rule's own output law, which the propagation tracks; with ``gamma`` blocks, bonus
+    positions are never rejected. Multi-draft rules use ``batch`` ("first": variant A;
+    "tree": variant B). A homogeneous pair is fast-forwarded exactly once the law of its
+    block chain has converged, so long horizons cost a few dozen products, and no ``(T, V)``
+    array is allocated.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+        Target and draft Markov models.
+    rule : Rule
+        A samplable rule.
+    horizon : int
+        Number of tokens ``T``.
+    gamma : int >= 0 or None, optional
+        Draft budget per block (None: draft to the horizon).
+    batch : {"first", "tree"}, optional
+        Sequence-level reading of a multi-draft rule.
+
+    Returns
+    -------
+    float
+        ``E[N_rej]``.
+
+    See Also
+    --------
+    expected_rejections_theorem1 : the closed form for lossless SD, by a separate path.
+    rejection_distribution : the whole law of ``N_rej``.
+    stationary_rates : the long-run rate per token.
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 (and Theorem 3 for batches).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> round(mk.expected_rejections(pair, rules.lossless, 4), 4)
+    1.0514
+    >>> round(mk.expected_rejections(pair, rules.recursive(2), 4), 4)
+    0.9264
     """
-    return float(sequence_law(pair, rule, horizon, gamma, batch).position_rejection.sum())
+    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
+    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False)
+    return run.total(run.pos_rej)
 
 
 def rejection_distribution(pair, rule, horizon, gamma=None, batch="first"):
-    """Exact law of the number of rejections, a pmf over ``0..horizon`` (shape ``(T+1,)``)."""
+    """Exact law of the number of rejections over ``horizon`` tokens.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T+1,)
+        ``P(N_rej = j)`` for ``j = 0..T``.
+
+    Raises
+    ------
+    ValueError
+        When the ``T x (T+1)`` propagation exceeds ``EXACT_MAX_WORK`` or ``EXACT_MAX_BYTES``
+        (use ``expected_rejections`` for the mean or ``scdsim.simulate`` for the law).
+
+    See Also
+    --------
+    expected_rejections
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 (its mean).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.rejection_distribution(pair, rules.lossless, 4).round(4).tolist()
+    [0.2815, 0.4398, 0.2282, 0.047, 0.0036]
+    """
     return sequence_law(pair, rule, horizon, gamma, batch, track_counts=True).rejection_pmf
 
 
 def position_rejection(pair, rule, horizon, gamma=None, batch="first"):
-    """``(T,)`` probability that position ``n`` emits a recovered token."""
-    return sequence_law(pair, rule, horizon, gamma, batch).position_rejection
+    """Probability that position ``n`` emits a recovered token, for ``n = 0..T-1``.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T,)
+        Its sum is :func:`expected_rejections`.
+
+    See Also
+    --------
+    expected_rejections, sequence_law
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 (the summands).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.position_rejection(pair, rules.lossless, 4).round(4).tolist()
+    [0.3, 0.26, 0.25, 0.2414]
+    """
+    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
+    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False, full=True)
+    return run.full(run.pos_rej)
 
 
 def output_marginals(pair, rule, horizon, gamma=None, batch="first"):
-    """``(T, V)`` exact law of each emitted token under ``rule`` (the target's law if lossless)."""
+    """Exact law of each emitted token under ``rule``.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`.
+
+    Returns
+    -------
+    numpy.ndarray, shape (T, V)
+        Row ``n``: the law of token ``n``; the target's own marginals when ``rule`` is
+        lossless.
+
+    Raises
+    ------
+    ValueError
+        When ``T V`` float64 exceed ``EXACT_MAX_BYTES`` (1 GB).
+
+    See Also
+    --------
+    sequence_law, exact_joint_law
+
+    References
+    ----------
+    Leviathan et al. 2023, Appendix A.1 (lossless SD samples the target).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.output_marginals(pair, rules.lossless, 4)[1].round(4).tolist()
+    [0.37, 0.5, 0.13]
+    """
     return sequence_law(pair, rule, horizon, gamma, batch).marginals
 
 
 def expected_rejections_theorem1(pair, horizon):
-    """Yin et al. Thm 1 closed form: ``sum_n E_{x_{1:n-1} ~ target}[TV(p_n, q_n)]``.
+    """Yin et al.'s Theorem 1 closed form, ``sum_n E_{x_{1:n-1} ~ target}[TV(p_n, q_n)]``.
 
     Computed from the target chain's state marginals alone, independently of the rule engine;
-    it is the engine's value for lossless SD drafting to the horizon.
+    it is the engine's value for lossless SD drafting to the horizon. A homogeneous pair is
+    fast-forwarded once its state law has converged.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+        Target and draft Markov models.
+    horizon : int
+        Number of tokens ``T``.
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    expected_rejections
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> round(mk.expected_rejections_theorem1(pair, 4), 4)
+    1.0514
     """
     if not isinstance(pair, MarkovPair):
         raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
@@ -434,14 +833,32 @@ def _per_position(pair, horizon, fn):
 
 def _state_average(pair, horizon, per_state, token_law):
     """``sum_n E[per_state(n)[s_n]]``, the state ``s_n`` before token ``n`` following
-    ``token_law(n, state law) -> (V,)`` (the law of token ``n``) through ``state_of``."""
+    ``token_law(n, state law) -> (V,)`` (the law of token ``n``) through ``state_of``.
+
+    A homogeneous pair fast-forwards once the state law has converged (as ``_run`` does)."""
     identity = _is_identity(pair)
     s = np.zeros(pair.S)
     s[pair.start] = 1.0
     total = 0.0
+    limit = horizon
+    if pair.homogeneous:
+        per = pair.S * pair.V + _POSITION_OVERHEAD
+        limit = horizon if horizon * per <= EXACT_MAX_WORK else min(EXACT_MAX_WORK // per,
+                                                                     _FF_MAX_PROBE)
+    conv = _Convergence()
     for n in range(horizon):
-        total += float(s @ per_state(n))
-        s = _to_states(pair, token_law(n, s), identity)
+        if n == limit:
+            raise ValueError(
+                f"horizon={horizon}: the target chain of this homogeneous pair did not reach its "
+                f"stationary law within {limit} positions (it mixes slowly or is periodic), and "
+                f"all {horizon} positions exceed the limit EXACT_MAX_WORK = {EXACT_MAX_WORK:.0e} "
+                "multiply-adds; use a shorter horizon or scdsim.simulate(...)"
+            )
+        term = float(s @ per_state(n))
+        total += term
+        prev, s = s, _to_states(pair, token_law(n, s), identity)
+        if _FAST_FORWARD and pair.homogeneous and n + 1 < horizon and conv.step(float(np.abs(s - prev).sum())):
+            return total + (horizon - n - 1) * term
     return total
 
 
@@ -449,15 +866,44 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
     """The ``M -> infinity`` limit of variant A ("first-position batch") expected rejections.
 
     As M grows (draft with full support), the first position of a block is never rejected and
-    emits the target's law; later positions use lossless SD. docs/theory.md §4 gives 0.651050 on
-    the §7.3 chain (Yin et al.'s Proposition 1: the limit is not zero).
+    emits the target's law; later positions use lossless SD. The limit is not zero (Yin et
+    al.'s Proposition 1).
+
+    Parameters
+    ----------
+    pair : MarkovPair
+    horizon : int
+        Number of tokens ``T``.
+    gamma : int >= 0 or None, optional
+        Draft budget per block.
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    batch_curve, expected_rejections
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 3 and Proposition 1; theory.md §1.6.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> round(mk.expected_rejections_batch_limit(pair, 4), 6)
+    0.65105
     """
     from scdsim.rules import recursive
 
     rule = recursive(2)
     horizon, gamma = _check_args(pair, rule, horizon, gamma, "first")
     chain = _Chain(pair, rule, gamma, "first", oracle_first=True)
-    return float(_propagate(chain, horizon).position_rejection.sum())
+    run = _run(chain, horizon, store_marginals=False)
+    return run.total(run.pos_rej)
 
 
 # ------------------------------------------------------------------------------------------
@@ -465,9 +911,35 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
 
 
 def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
-    """Exact joint law of the emitted sequence, shape ``(V,) * horizon`` (small ``V^T`` only).
+    """Exact joint law of the emitted sequence (small ``V^T`` only).
 
     Propagates the block chain over full prefixes instead of states.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`expected_rejections`; ``V^T <= JOINT_MAX_SEQUENCES``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (V,) * T
+
+    See Also
+    --------
+    target_joint_law, joint_tv_to_target
+
+    References
+    ----------
+    Leviathan et al. 2023, Appendix A.1.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> law = mk.exact_joint_law(pair, rules.lossless, 2)
+    >>> law.shape, round(float(law.sum()), 12)
+    ((3, 3), 1.0)
     """
     horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
     V = pair.V
@@ -496,7 +968,30 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
 
 
 def target_joint_law(pair, horizon):
-    """Joint law of ``horizon`` tokens sampled autoregressively from the target chain."""
+    """Joint law of ``horizon`` tokens sampled autoregressively from the target chain.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+    horizon : int
+        Number of tokens ``T``; ``V^T <= JOINT_MAX_SEQUENCES``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (V,) * T
+
+    See Also
+    --------
+    exact_joint_law
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.target_joint_law(pair, 2)[0].round(4).tolist()
+    [0.3, 0.24, 0.06]
+    """
     horizon = pair.check_horizon(horizon)
     V = pair.V
     if V**horizon > JOINT_MAX_SEQUENCES:
@@ -511,7 +1006,37 @@ def target_joint_law(pair, horizon):
 
 
 def joint_tv_to_target(pair, rule, horizon, gamma=None, batch="first"):
-    """TV distance between the rule's joint sequence law and the target's (0 if lossless)."""
+    """Total variation between the rule's joint sequence law and the target's.
+
+    Zero (to rounding) for every lossless rule.
+
+    Parameters
+    ----------
+    pair, rule, horizon, gamma, batch
+        As in :func:`exact_joint_law`.
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    exact_joint_law, target_joint_law
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorems 4-5 (the bias of over-acceptance).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> mk.joint_tv_to_target(pair, rules.lossless, 4) < 1e-12
+    True
+    >>> round(mk.joint_tv_to_target(pair, rules.over_accept(0.1), 4), 4)
+    0.2558
+    """
     a = exact_joint_law(pair, rule, horizon, gamma, batch)
     b = target_joint_law(pair, horizon)
     return float(0.5 * np.abs(a - b).sum())
@@ -554,35 +1079,82 @@ class BlockStats:
 
 
 def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
-    """Exact block statistics and speedup of SD with blocks of ``gamma`` drafts (Leviathan Alg. 1).
+    """Exact block (target call) statistics and speedup of SD with blocks of ``gamma`` drafts.
 
-    Computed on the Markov chain over (state, position in block); compared with the i.i.d.
-    formula of Leviathan et al. Thm 3.8 at the average acceptance rate.
+    Computed on the Markov chain over (state, position in block) and compared with the
+    i.i.d. formula of Leviathan et al. Thm 3.8 at the average acceptance rate. No ``(T, V)``
+    array is allocated; homogeneous pairs fast-forward once the law has converged.
+
+    Parameters
+    ----------
+    pair, rule, horizon, batch
+        As in :func:`expected_rejections`.
+    gamma : int >= 0
+        Draft budget per block.
+    c : float >= 0, optional
+        Cost of a draft token relative to a target call.
+
+    Returns
+    -------
+    BlockStats
+
+    See Also
+    --------
+    stationary_rates, scdsim.cost.speedup
+
+    References
+    ----------
+    Leviathan et al. 2023, Alg. 1 and Theorem 3.8 (walltime improvement).
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> stats = mk.block_stats(pair, rules.lossless, 4, 2, c=0.1)
+    >>> round(stats.tokens_per_call, 4), round(stats.speedup, 4)
+    (1.8349, 1.5662)
     """
     gamma = check_int(gamma, "gamma", minimum=0)
     c = check_real(c, "c", low=0.0)
-    law = sequence_law(pair, rule, horizon, gamma, batch)
-    T = law.marginals.shape[0]
-    calls = float(law.block_starts.sum())
-    budget = np.minimum(gamma, T - np.arange(T))
-    drafts = float(law.block_starts @ budget)
-    ends = law.block_end_tokens
+    T, g = _check_args(pair, rule, horizon, gamma, batch)
+    rule_rej = _per_position(pair, T, lambda P, Q: _rules.rejection_prob(rule, P, Q))
+    run = _run(_Chain(pair, rule, g, batch), T, store_marginals=False, rule_rej=rule_rej)
+    calls = run.total(run.starts)
+    n = len(run.starts)
+    drafts = float(run.starts @ np.minimum(gamma, T - np.arange(n)))
+    if run.tail:  # positions n..T-1 start a block with the same probability: sum of budgets
+        drafts += float(run.starts[-1]) * _budget_sum(gamma, T - n)
+    ends = run.ends
     pmf = ends / ends.sum()  # expected blocks emitting j tokens / expected blocks
-    rej = float(law.position_rejection.sum())
+    rej = run.total(run.pos_rej)
     # clipped: rounding in the state law can put the mean rejection a few ulps above 1
-    alpha = min(1.0, max(0.0, 1.0 - _mean_rule_rejection(pair, rule, law.marginals)))
+    alpha = min(1.0, max(0.0, 1.0 - run.rule_rej / T))
     iid = float(_cost.speedup(alpha, gamma, c))
     sp = T / (calls + c * drafts)
     return BlockStats(T, gamma, c, calls, drafts, pmf, T / calls, rej, sp, alpha, iid, sp - iid)
 
 
-def _mean_rule_rejection(pair, rule, marginals):
-    """Average over positions of the single-position rejection probability at the current state."""
-    from scdsim.rules import rejection_prob
+def _budget_sum(gamma, L):
+    """``sum_{m=1..L} min(gamma, m)``: the draft budgets of blocks starting ``L..1`` positions
+    before the horizon."""
+    if L <= gamma:
+        return L * (L + 1) // 2
+    return gamma * (gamma + 1) // 2 + (L - gamma) * gamma
 
-    T = marginals.shape[0]
-    rej = _per_position(pair, T, lambda P, Q: rejection_prob(rule, P, Q))
-    return _state_average(pair, T, rej, lambda n, s: marginals[n]) / T
+
+#: Largest (phase, state) chain ``stationary_rates`` solves densely (least squares, N^3).
+STATIONARY_MAX_STATES = 2_000
+
+
+def _block_chain_phases(M, gamma, batch):
+    """Number of phases ``_Chain`` builds, computed without building it."""
+    k = 2 if gamma is None else gamma + 1
+    if M == 1:
+        return 1 if gamma is None else gamma + 1
+    if batch == "tree":
+        return M if gamma is None else (gamma + 1) * M
+    return k
 
 
 @dataclass(frozen=True)
@@ -596,19 +1168,63 @@ class StationaryRates:
 
 
 def stationary_rates(pair, rule, gamma=None, batch="first"):
-    """Long-run rejections per token and tokens per target call for a homogeneous pair.
+    """Long-run rejections per token and tokens per target call of a homogeneous pair.
 
     Builds the transition matrix of the (phase, state) chain and solves for its stationary law
     restricted to the states reachable from the start; raises if that law is not unique.
+
+    Parameters
+    ----------
+    pair : MarkovPair
+        A homogeneous pair.
+    rule : Rule
+        A samplable rule.
+    gamma : int >= 0 or None, optional
+        Draft budget per block.
+    batch : {"first", "tree"}, optional
+
+    Returns
+    -------
+    StationaryRates
+
+    Raises
+    ------
+    ValueError
+        When the chain has more than ``STATIONARY_MAX_STATES`` (phases x states): the dense
+        solve grows as ``N^3``. Use ``expected_rejections(pair, rule, T, gamma) / T`` at a
+        long horizon (fast-forwarded) or ``scdsim.simulate``.
+
+    See Also
+    --------
+    expected_rejections, block_stats
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 1 per token; Leviathan et al. 2023, Thm 3.8.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.dirichlet_pair(20, 0.3, seed=3)
+    >>> round(mk.stationary_rates(pair, rules.lossless, gamma=4).rejections_per_token, 4)
+    0.2763
     """
     if not isinstance(pair, MarkovPair) or not pair.homogeneous:
         raise ValueError("stationary_rates needs a homogeneous MarkovPair (kernels of shape (S, V))")
-    _, gamma = _check_args(pair, rule, 1, gamma, batch)
+    _, gamma = check_sequence_args(pair, rule, 1, gamma, batch, "stationary_rates")
+    N = _block_chain_phases(rule.M, gamma, batch) * pair.S  # before building anything
+    if N > STATIONARY_MAX_STATES:
+        raise ValueError(
+            f"stationary_rates solves a dense {N}x{N} system (phases x S states), above the "
+            f"limit STATIONARY_MAX_STATES = {STATIONARY_MAX_STATES} (its cost grows as N^3: "
+            f"N = 2,000 takes seconds, N = 10,000 minutes); use expected_rejections(pair, rule, "
+            "T, gamma) / T at a long horizon T (homogeneous pairs fast-forward once the law "
+            "has converged) or scdsim.simulate(...)"
+        )
     chain = _Chain(pair, rule, gamma, batch, split=True)
     K, S = len(chain.phases), pair.S
     N = K * S
-    if N > 20_000:
-        raise ValueError(f"stationary_rates builds a dense {N}x{N} matrix; too large")
     Tm = np.zeros((N, N))
     rej_rate = np.zeros(N)
     call_end = np.zeros(N)
@@ -653,9 +1269,39 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
 def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None):
     """Expected rejections and batch improvement against the number of drafts ``M``.
 
-    Returns a dict with ``M`` (array), ``rejections`` (E[N_rej] with ``rule_factory(M)``,
-    default ``rules.recursive``) and ``improvement`` (E at M=1 minus E at M), the quantity of
-    Yin et al. Fig. 3 / Thm 3.
+    Parameters
+    ----------
+    pair : MarkovPair
+    horizon : int
+    Ms : iterable of int >= 1
+        Draft counts.
+    gamma : int >= 0 or None, optional
+    batch : {"first", "tree"}, optional
+    rule_factory : callable, optional
+        ``M -> Rule``; default ``rules.recursive``.
+
+    Returns
+    -------
+    dict
+        ``M`` (array), ``rejections`` (E[N_rej] with ``rule_factory(M)``) and
+        ``improvement`` (E at M=1 minus E at M), the quantity of Yin et al. Fig. 3.
+
+    See Also
+    --------
+    expected_rejections_batch_limit
+
+    References
+    ----------
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 3 and Fig. 3.
+
+    Examples
+    --------
+    >>> from scdsim import chains, rules
+    >>> from scdsim.exact import markov as mk
+    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> curve = mk.batch_curve(pair, 4, [1, 2, 3])
+    >>> curve["improvement"].round(4).tolist()
+    [0.0, 0.125, 0.2087]
     """
     from scdsim.rules import recursive
 
