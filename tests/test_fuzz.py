@@ -10,6 +10,7 @@ brute-force searches). ``benchmarks/fuzz_harness.py`` counts the same classes ov
 from __future__ import annotations
 
 import math
+import re
 import time
 import tracemalloc
 
@@ -404,3 +405,103 @@ def test_batch_curve_names_ms_when_given_an_integer():
         scdsim.batch_curve(pair, 4, 3)
     np.testing.assert_allclose(scdsim.batch_curve(pair, 4, [1, 2])["rejections"],
                                [1.0514, 0.926388], atol=5e-7)  # docs/theory.md §3-4
+
+
+# ---------------------------------------------------------------------------------------------
+# malformed CLI flags: exit status 2, the flag named, no traceback, no stray file
+
+
+def _cli(argv, capsys):
+    from scdsim.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    return rc, err
+
+
+SIM = ["simulate", "--runs", "200", "--no-progress"]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (SIM + ["--rule", "over_accept:0.1:target:optimal"], "--rule"),
+    (SIM + ["--rule", "over_accept:0.1:ratio:additive"], "--rule"),
+    (SIM + ["--rule", "over_accept:0.1:sideways"], "--rule"),
+    (SIM + ["--rule", "over_accept:nan"], "--rule"),
+    (SIM + ["--rule", "recursive:x"], "--rule"),
+    (SIM + ["--rule", "optimal:2"], "--rule"),
+    (SIM + ["--rule", ""], "--rule"),
+    (SIM + ["--c", "nan"], "--c"),
+    (SIM + ["--c", "inf"], "--c"),
+    (SIM + ["--c", "-1"], "--c"),
+    (SIM + ["--json", ""], "--json"),
+    (SIM + ["--runs", "0"], "--runs"),
+    (SIM + ["--runs", "1e9"], "--runs"),
+    (SIM + ["--horizon", "0"], "--horizon"),
+    (SIM + ["--horizon", "99"], "--horizon"),  # the yin chain defines 4 positions
+    (SIM + ["--gamma", "-1"], "--gamma"),
+    (SIM + ["--gamma", "2.5"], "--gamma"),
+    (SIM + ["--seed", "-1"], "--seed"),
+    (SIM + ["--pair", "uniform:0"], "--pair"),
+    (SIM + ["--pair", "uniform:1000000000"], "--pair"),
+    (SIM + ["--pair", "bernoulli:nan:0.5"], "--pair"),
+    (SIM + ["--pair", "foo"], "--pair"),
+    (SIM + ["--batch", "bad"], "--batch"),
+    (["theory", "--mc-runs", "0"], "--mc-runs"),
+    (["theory", "--mc-runs", "-5"], "--mc-runs"),
+    (["theory", "--json", ""], "--json"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_a_malformed_flag_exits_2_naming_the_flag(argv, flag, capsys):
+    rc, err = _cli(argv, capsys)
+    assert rc == 2 and flag in err and "Traceback" not in err
+
+
+def test_json_into_a_directory_is_refused_and_leaves_no_file(tmp_path, capsys):
+    for argv in (["theory", "--foundation-only", "--json", str(tmp_path)],
+                 SIM + ["--json", str(tmp_path)]):
+        rc, err = _cli(argv, capsys)
+        assert rc == 2 and "--json" in err and "is a directory" in err
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_json_writer_leaves_no_temporary_file_when_the_rename_fails(tmp_path):
+    from scdsim.cli import _write_json_atomic
+
+    target = tmp_path / "out"
+    target.mkdir()  # os.replace onto a directory fails
+    with pytest.raises(ValueError, match="--json"):
+        _write_json_atomic(str(target), {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not any(target.iterdir())
+
+
+def test_version_and_defaults_in_help(capsys):
+    import scdsim
+
+    rc, _ = _cli(["--version"], capsys)
+    assert rc == 0
+    from scdsim.cli import build_parser
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["simulate"].format_help()
+    assert "(default: 20000)" in help_text and "(default: lossless)" in help_text
+    assert "``" not in build_parser().format_help()
+    assert scdsim.__version__
+
+
+def test_tree_batch_beyond_the_exact_limit_runs_monte_carlo_and_says_so(capsys):
+    from scdsim.cli import main
+
+    rc = main(["simulate", "--pair", "uniform:50", "--rule", "recursive:5", "--batch", "tree",
+               "--runs", "200", "--horizon", "5", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "exact side not computed" in out and "Monte Carlo side only" in out
+    assert re.search(r"E\[rejections\]\s+\d", out)
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
+    from scdsim.cli import main
+
+    assert main(["simulate", "--runs", "200", "--rule", "recursive:2"]) == 0
+    assert capsys.readouterr().err == ""  # pytest's captured stderr is not a tty
