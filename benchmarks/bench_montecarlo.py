@@ -332,9 +332,9 @@ def main(argv=None):
         mine = {name: [] for name in names}
         skipped = {}
         for rep in range(args.repeats):
+            tok, sec = ours(pair, horizon, RUNS, seed=2 + rep)  # shared by this repeat's ratios
+            ours_rate = tok / sec
             for name in names:
-                tok, sec = ours(pair, horizon, RUNS, seed=2 + rep)
-                ours_rate = tok / sec
                 if name == "alias-loop":
                     out = alias_loop_baseline(tables, loop_horizon, loop_runs, seed=rep)
                 elif name == "torch-vec":
