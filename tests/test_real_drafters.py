@@ -281,3 +281,19 @@ def test_another_model_is_accepted_with_the_same_vocabulary_and_refused_otherwis
     with pytest.raises(ValueError, match=r"draft 'random-llama\(V=40, seed=2\)' has 40 logits, "
                                          r"target 'random-llama\(V=32, seed=0\)' has 32"):
         make_draft(target, other)
+
+
+def test_quant_copy_does_not_inherit_the_targets_forward_hooks():
+    # deepcopy would copy hooks (accelerate's, a lens fit's) onto the draft; the copy is rebuilt
+    target = random_lm(layers=2, seed=10)
+    calls = []
+    handle = target.model.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        draft = make_draft(target, "quant:8")
+        _logits(draft.model, _ids(seed=6))
+        assert calls == []
+        _logits(target.model, _ids(seed=6))
+        assert calls == [1]
+    finally:
+        handle.remove()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in draft.model.modules())

@@ -197,3 +197,14 @@ def test_a_draft_with_a_different_tokenizer_is_refused_naming_both(smollm2):
     with pytest.raises(ValueError, match=r"draft 'smollm2-plus-one' does not share the tokenizer "
                                          r"of target 'smollm2-135m'"):
         make_draft(smollm2, other)
+
+
+@pytest.mark.slow
+def test_device_map_auto_passes_through_to_accelerate(smollm2):
+    lm = load("smollm2-135m", device_map="auto")
+    assert lm.device.type in ("cpu", "cuda")
+    assert lm.info["device_map"] == "auto"
+    ids = torch.tensor([[1, 504, 3575]], device=lm.device)
+    with torch.no_grad():
+        torch.testing.assert_close(lm.model(ids).logits.cpu().float(),
+                                   smollm2.model(ids.cpu()).logits, rtol=0, atol=0)
