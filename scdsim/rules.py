@@ -372,9 +372,8 @@ def _check_drafts(M, factory):
     if M > MAX_DRAFTS:
         raise ValueError(
             f"M={M} drafts exceeds the limit MAX_DRAFTS={MAX_DRAFTS} of {factory}(M): its "
-            f"acceptances are (..., M, V) arrays; the all-reject probability of {MAX_DRAFTS} "
-            "drafts is already negligible for any draft with full support, so use a smaller M "
-            "(or optimal(M).acceptance_prob for the acceptance of the optimal coupling)"
+            "acceptances are (..., M, V) arrays built per draft; use a smaller M (or "
+            "optimal(M).acceptance_prob for the acceptance of the optimal coupling)"
         )
     return M
 

@@ -23,7 +23,12 @@ rules come in two labelled sequence-level readings of Yin et al.'s Algorithm 4:
 
 Costs: one position costs a handful of ``(rows, S) @ (S, V)`` products, where rows is the number
 of phases (times ``horizon+1`` when the rejection count is tracked). Homogeneous pairs build
-their per-phase operators once.
+their per-phase operators once, and are fast-forwarded once the law of their (phase, state)
+chain has converged to float64 rounding (every later position adds the same quantities), so a
+long horizon costs a few dozen positions; periodic or slowly mixing chains are propagated in
+full. Scalar results allocate no per-position ``(T, V)`` arrays. Sizes beyond
+``EXACT_MAX_BYTES`` (memory), ``EXACT_MAX_WORK`` (time), ``STATIONARY_MAX_STATES`` and
+``TREE_MAX_WORK`` raise a ValueError naming the limit before allocating.
 
 References
 ----------
@@ -65,7 +70,11 @@ __all__ = [
     "sequence_law",
     "batch_curve",
     "TREE_MAX_TUPLES",
+    "TREE_MAX_WORK",
     "JOINT_MAX_SEQUENCES",
+    "EXACT_MAX_BYTES",
+    "EXACT_MAX_WORK",
+    "STATIONARY_MAX_STATES",
 ]
 
 #: Limits of the exact tree reading (``batch="tree"``): ``S V^M`` draft tuples, and about
