@@ -256,22 +256,29 @@ def _draws(lm, seed0, **kw):
     return joint_counts(res.tokens, V8)
 
 
-WARP = dict(temperature=0.8, top_k=6, top_p=0.75)
+WARP_CASES = [
+    # (settings, planted bug: the same settings less one truncation)
+    (dict(temperature=0.8, top_k=6, top_p=0.75), dict(temperature=0.8, top_k=6)),
+    (dict(temperature=1.3, min_p=0.15, epsilon=0.03), dict(temperature=1.3, epsilon=0.03)),
+]
 
 
-def test_first_two_sampled_tokens_follow_the_warped_law_and_a_planted_bug_is_caught(lm8):
+@pytest.mark.parametrize("case", range(len(WARP_CASES)))
+def test_first_two_sampled_tokens_follow_the_warped_law_and_a_planted_bug_is_caught(lm8, case):
+    warp_kw, bug_kw = WARP_CASES[case]
+
     def law(seqs, **kw):
         return laws.sampling_law(_logits_last(lm8, seqs), **kw)
 
-    exact = exact_joint2(lambda s: law(s, **WARP))
-    bug = exact_joint2(lambda s: law(s, temperature=0.8, top_k=6))  # law taken before top-p
+    exact = exact_joint2(lambda s: law(s, **warp_kw))
+    bug = exact_joint2(lambda s: law(s, **bug_kw))
     assert np.abs(exact.sum() - 1) < 1e-12
-    counts = _draws(lm8, 0, **WARP)
-    assert counts[exact == 0].sum() == 0, "a token outside the top-p nucleus was sampled"
+    counts = _draws(lm8, 20 * case * N_LAW, **warp_kw)
+    assert counts[exact == 0].sum() == 0, "a truncated token was sampled"
     stat, df, thr = chi2_stat(counts, exact)
     assert stat <= thr, f"chi2 = {stat:.1f} > {thr:.1f} (df={df})"
     assert power(exact, bug, N_LAW) >= 1 - ALPHA
-    bug_counts = _draws(lm8, N_LAW, temperature=0.8, top_k=6)  # run the planted bug
+    bug_counts = _draws(lm8, (20 * case + 1) * N_LAW, **bug_kw)  # run the planted bug
     assert chi2_stat(bug_counts, exact)[0] > thr
 
 
@@ -300,8 +307,11 @@ def test_first_two_contrastive_sampled_tokens_follow_the_contrastive_law(lm8, am
 @pytest.mark.parametrize("kw", [
     dict(temperature=1.0),
     dict(temperature=1.3, top_p=0.9, min_p=0.02, no_repeat_ngram_size=2, eos_token_id=4),
+    dict(temperature=1.0, contrast=dict(plausibility=0.05, window=3)),
 ])
-def test_a_rows_tokens_depend_only_on_its_own_seed(lm64, kw):
+def test_a_rows_tokens_depend_only_on_its_own_seed(lm64, amateur64, kw):
+    if "contrast" in kw:
+        kw = dict(kw, amateur=amateur64)
     a = decoders.sample(lm64, PROMPTS, max_new_tokens=10, rngs=[11, 12, 13, 14], **kw)
     alone = decoders.sample(lm64, [PROMPTS[1]], max_new_tokens=10, rngs=[12], **kw)
     shuffled = decoders.sample(lm64, [PROMPTS[3], PROMPTS[1], [9, 9, 9, 9, 9, 9, 9, 9]],
