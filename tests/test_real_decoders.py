@@ -376,21 +376,32 @@ def test_cd_beam_with_zero_contrast_and_plausibility_is_plain_beam(lm64, amateur
     assert cd.tokens == plain.tokens
 
 
-def test_cd_beam_scores_are_log_contrastive_law(lm64, amateur64):
-    # With 2 beams and 1 step the best hypothesis is the contrastive argmax; with 2 steps it is
-    # the best two-token path under log contrastive, found here by enumeration.
-    c = dict(plausibility=0.1, contrast=1.0)
-    p = PROMPTS[0]
-    e, a = _logits_last(lm64, [p])[0], _logits_last(amateur64, [p])[0]
-    first = contrastive(e, a, **c).log()
+@pytest.mark.parametrize("p, c, window", [
+    ([0, 12], dict(plausibility=0.02, contrast=0.5), None),
+    ([1, 2, 3, 4], dict(plausibility=0.02, contrast=0.5), 1),
+    ([4, 4, 4], dict(plausibility=0.1, contrast=1.0), 1),
+])
+def test_cd_beam_as_wide_as_the_vocabulary_finds_the_best_path_under_log_contrastive(
+        lm64, amateur64, p, c, window):
+    # Two steps, 32 beams = V: beam search is exhaustive, so it must return the two-token path
+    # maximising log p_CD(x1) + log p_CD(x2 | x1), enumerated here from the models' logits
+    # (prompts chosen where that path is not the greedy one).
+
+    def am(seqs):
+        return _logits_last(amateur64, [s[-window:] if window else s for s in seqs])
+
+    first = contrastive(_logits_last(lm64, [p]), am([p]), **c)[0].log()
     seqs = [p + [x] for x in range(32)]
-    second = contrastive(_logits_last(lm64, seqs), _logits_last(amateur64, seqs), **c).log()
-    total = first[:, None] + second  # (x1, x2)
-    best = divmod(int(torch.argmax(torch.nan_to_num(total, neginf=-1e300))), 32)
-    # full search over V^2 paths equals beam search when the beam is as wide as the vocabulary
+    second = contrastive(_logits_last(lm64, seqs), am(seqs), **c).log()
+    total = torch.nan_to_num(first[:, None] + second, neginf=-1e300)  # (x1, x2)
+    best = list(divmod(int(torch.argmax(total)), 32))
+    greedy = [int(torch.argmax(first))]
+    greedy.append(int(torch.argmax(second[greedy[0]])))
+    assert best != greedy  # the case discriminates beam search from greedy
+    contrast = dict(c) if window is None else dict(c, window=window)
     res = decoders.beam(lm64, [p], num_beams=32, max_new_tokens=2, amateur=amateur64,
-                        contrast=c, length_penalty=0.0)
-    assert res.tokens[0] == list(best)
+                        contrast=contrast, length_penalty=0.0)
+    assert res.tokens[0] == best
 
 
 # ---- bad input ---------------------------------------------------------------------------------
