@@ -193,6 +193,16 @@ class _Runner:
         self.next_pos = self.next_pos + 1
         return self._forward(tokens.to(self.lm.device)[:, None], self.mask, pos, self.cache)
 
+    def select(self, idx):
+        """Keep only rows ``idx`` (finished rows leave the batch)."""
+        if self.window is not None:
+            self.hist = [self.hist[i] for i in idx.tolist()]
+            return
+        idx = idx.to(self.lm.device)
+        self.cache.batch_select_indices(idx)
+        self.mask = self.mask.index_select(0, idx)
+        self.next_pos = self.next_pos.index_select(0, idx)
+
     def reorder(self, idx):
         """Reorder rows (beam search): row ``i`` becomes old row ``idx[i]``."""
         if self.window is not None:
@@ -314,9 +324,8 @@ def sample(lm, prompt_ids, *, max_new_tokens, temperature=1.0, top_k=None, top_p
         logits = runner.prefill(rows)
         a_logits = a_runner.prefill(rows) if a_runner is not None else None
         for t in range(max_new_tokens):
-            act = torch.tensor(active, dtype=torch.long, device=logits.device)
-            s = _scores(logits.index_select(0, act),
-                        None if a_logits is None else a_logits.index_select(0, act), contrast)
+            # Rows of ``logits`` are the rows of ``active``: finished rows leave the cache.
+            s = _scores(logits, a_logits, contrast)
             if n:
                 ban = torch.cat([_ngram_banned(torch.tensor([seqs[i]]), n, V) for i in active])
                 s = s.masked_fill(ban.to(s.device), -math.inf)
@@ -332,11 +341,16 @@ def sample(lm, prompt_ids, *, max_new_tokens, temperature=1.0, top_k=None, top_p
                                            entropy_p=ent[j]))
                 if x not in eos:
                     still.append(i)
-            active = still
-            if not active or t == max_new_tokens - 1:
+            if not still or t == max_new_tokens - 1:
                 break
-            # Every row advances (finished rows feed a dummy token) so the cache stays aligned.
-            feed = torch.tensor([s_[-1] for s_ in seqs], dtype=torch.long)
+            if len(still) < len(active):
+                alive = set(still)
+                keep = torch.tensor([j for j, i in enumerate(active) if i in alive])
+                runner.select(keep)
+                if a_runner is not None:
+                    a_runner.select(keep)
+            active = still
+            feed = torch.tensor([seqs[i][-1] for i in active], dtype=torch.long)
             logits = runner.step(feed)
             if a_runner is not None:
                 a_logits = a_runner.step(feed)

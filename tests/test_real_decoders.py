@@ -307,7 +307,7 @@ def test_first_two_contrastive_sampled_tokens_follow_the_contrastive_law(lm8, am
 @pytest.mark.parametrize("kw", [
     dict(temperature=1.0),
     dict(temperature=1.3, top_p=0.9, min_p=0.02, no_repeat_ngram_size=2, eos_token_id=4),
-    dict(temperature=1.0, contrast=dict(plausibility=0.05, window=3)),
+    dict(temperature=1.0, contrast=dict(plausibility=0.05, window=3), eos_token_id=6),
 ])
 def test_a_rows_tokens_depend_only_on_its_own_seed(lm64, amateur64, kw):
     if "contrast" in kw:
