@@ -70,6 +70,13 @@ def _cache_kwarg(model):
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _takes(model, name):
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
 def _layers(cache):
     """The (keys, values) holders of a transformers cache (``DynamicCache.layers``)."""
     layers = getattr(cache, "layers", None)
@@ -87,6 +94,7 @@ class _KV:
         self.device = lm.device
         self.cache = None
         self._kw = _cache_kwarg(lm.model)
+        self._keep = _takes(lm.model, "logits_to_keep")
         self.mask = torch.zeros((rows, 0), dtype=torch.bool, device=lm.device)
         self.pos = torch.zeros(rows, dtype=torch.long, device=lm.device)
 
@@ -94,9 +102,11 @@ class _KV:
     def rows(self):
         return self.pos.shape[0]
 
-    def feed(self, toks):
-        """Append each row's tokens (a list per row, ragged); logits ``(rows, n, V)``, row ``i``'s
-        real tokens in slots ``0..len(toks[i])-1``."""
+    def feed(self, toks, first_needed=0):
+        """Append each row's tokens (a list per row, ragged; row ``i``'s real tokens go to slots
+        ``0..len(toks[i])-1`` of the chunk). Returns ``(logits, offset)``: ``logits[:, s -
+        offset]`` are the logits of slot ``s``; only slots ``>= first_needed`` are guaranteed
+        (the LM head runs on those alone when the model takes ``logits_to_keep``)."""
         R = len(toks)
         lens = torch.tensor([len(t) for t in toks], dtype=torch.long, device=self.device)
         n = int(lens.max())
@@ -112,6 +122,8 @@ class _KV:
                   "use_cache": True}
         if self.cache is not None:
             kwargs[self._kw] = self.cache
+        if self._keep and first_needed > 0:
+            kwargs["logits_to_keep"] = n - first_needed
         with torch.no_grad():
             out = self.model(**kwargs)
         if self.cache is None:
@@ -120,7 +132,7 @@ class _KV:
                 self.cache = out.past_key_values
         self.mask = torch.cat([self.mask, ar[None, :] < lens[:, None]], 1)
         self.pos = self.pos + lens
-        return out.logits
+        return out.logits, n - out.logits.shape[1]
 
     def drop_last(self, counts):
         """Mark the last ``counts[i]`` live slots of row ``i`` dead (rollback of rejected drafts)."""
@@ -299,9 +311,10 @@ class Engine:
                         toks = [seqs[active[r // M]][int(dkv.pos[r]):] for r in range(rows)]
                     else:
                         toks = [[int(D[r, k - 1])] for r in range(rows)]
-                    logits = dkv.feed(toks)
                     last = torch.tensor([len(t) - 1 for t in toks])
-                    lg = logits[torch.arange(rows), last.to(logits.device)].detach().cpu()
+                    logits, off = dkv.feed(toks, int(last.min()))
+                    lg = logits[torch.arange(rows, device=logits.device),
+                                (last - off).to(logits.device)].detach().cpu()
                     alog.append(lg)
                     if k < G:
                         q = self.draft_law(lg)
@@ -318,12 +331,12 @@ class Engine:
                 i = r // M
                 b = active[i]
                 toks.append(seqs[b][int(tkv.pos[r]):] + D[r, :budget[i]].tolist())
-            logits = tkv.feed(toks)
             start = torch.tensor([len(t) - 1 - budget[r // M] for r, t in enumerate(toks)])
-            idx = start[:, None] + torch.arange(G + 1)[None, :]
-            idx = torch.minimum(idx, torch.tensor(logits.shape[1] - 1))
-            tl = torch.gather(logits.detach().cpu(), 1,
-                              idx[:, :, None].expand(rows, G + 1, logits.shape[2]))
+            logits, off = tkv.feed(toks, int(start.min()))
+            idx = start[:, None] + torch.arange(G + 1)[None, :] - off
+            idx = torch.minimum(idx, torch.tensor(logits.shape[1] - 1)).to(logits.device)
+            tl = torch.gather(logits.detach(), 1,
+                              idx[:, :, None].expand(rows, G + 1, logits.shape[2])).cpu()
             if self.contrast is not None:
                 am = amateur
                 if am.shape[1] < G + 1:  # pragma: no cover - contrast always drafts G+1
