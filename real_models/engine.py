@@ -15,6 +15,8 @@ rejection marks the rejected slots dead too (``_KV.drop_last``): no row is cropp
 delayed by another row's rejections, and every row's position ids stay those of its own
 sequence. When more than half the cache is dead, ``_KV.compact`` gathers each row's live slots
 to the left (one ``gather`` per layer). Finished rows leave the batch (``_KV.select``).
+Models with sliding-window attention over cache slots (Gemma 3) are exact while the cache holds
+fewer slots than the window; a run that could exceed it is refused with a clear error.
 
 Multi-draft runs keep ``M`` sub-rows per prompt in both caches (row ``b*M + j`` is draft ``j``
 of prompt ``b``): each sub-row drafts its own sequence from the same prefix (i.i.d. given the
@@ -202,6 +204,18 @@ def _context_length(lm):
         if isinstance(v, int):
             return v
     return None
+
+
+def _sliding_window(lm):
+    """The sliding-attention window of a model whose layers use one (e.g. Gemma 3), else None."""
+    cfg = getattr(lm.model, "config", None)
+    w = getattr(cfg, "sliding_window", None)
+    if not isinstance(w, int):
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return w
 
 
 def _check_vocab(target, draft):
@@ -525,6 +539,14 @@ def speculative_generate(target, draft, prompts, *, rule, gamma=4, M=1, batch="f
                 raise ValueError(
                     f"prompt {i} is too long: {len(p)} tokens + max_new_tokens={max_new_tokens} "
                     f"+ gamma={gamma} exceed the context length {c}")
+    slots = max(len(p) for p in prompts) + max_new_tokens * (gamma + 2)
+    for lm in (target,) if ngram else (target, draft):
+        window = _sliding_window(lm)
+        if window is not None and slots >= window:
+            raise ValueError(
+                f"{lm.name!r} uses sliding-window attention over cache slots (window {window}); "
+                f"the engine's cache with holes can hold up to {slots} slots for this run "
+                f"(longest prompt + max_new_tokens*(gamma+2)); lower max_new_tokens or gamma")
     if rngs is None:
         rngs = [torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)))) for _ in prompts]
     if len(rngs) != len(prompts):

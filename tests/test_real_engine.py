@@ -312,6 +312,11 @@ def test_bad_input_errors(models):
     with pytest.raises(ValueError, match="batch"):
         speculative_generate(target, d, PROMPTS, rule=rules.recursive(2), gamma=2,
                              batch="forest")
+    windowed = copy.deepcopy(target)
+    windowed.model.config.sliding_window = 24
+    with pytest.raises(ValueError, match="sliding-window"):
+        speculative_generate(windowed, d, PROMPTS, rule=rules.lossless, gamma=2,
+                             max_new_tokens=5)
     with pytest.raises(ValueError, match="M must be 1"):
         speculative_generate(target, LastTokensNGram(), PROMPTS, rule=rules.recursive(2),
                              gamma=2)
