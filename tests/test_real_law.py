@@ -112,6 +112,8 @@ def check_case(target, draft, law, bug_law, bug_engine=Engine, bug_rule=None, **
     bug = sample(target, draft, engine_cls=bug_engine, seed=1, **kw)
     assert law_rejected(bug, law)
     assert_law(bug, bug_law, "planted bug against its own law")
+    print(f"\n{kw.get('rule')} {kw.get('batch', '')}: chi2 {stat[0]:.1f} (df {stat[1]}, "
+          f"threshold {stat[2]:.1f}); power against {bug_engine.__name__ if bug_rule is None else type(bug_rule).__name__} {pw:.8f}")
     return stat, pw
 
 
