@@ -112,11 +112,8 @@ class _KV:
         R = len(toks)
         lens = torch.tensor([len(t) for t in toks], dtype=torch.long, device=self.device)
         n = int(lens.max())
-        ids = torch.zeros((R, n), dtype=torch.long)
-        for i, t in enumerate(toks):
-            if t:
-                ids[i, :len(t)] = torch.as_tensor(t, dtype=torch.long)
-        ids = ids.to(self.device)
+        ids = torch.tensor([list(t) + [0] * (n - len(t)) for t in toks], dtype=torch.long,
+                           device=self.device)
         ar = torch.arange(n, device=self.device)
         position_ids = self.pos[:, None] + ar[None, :]
         attn = torch.cat([self.mask, torch.ones((R, n), dtype=torch.bool, device=self.device)], 1)
@@ -138,11 +135,12 @@ class _KV:
 
     def drop_last(self, counts):
         """Mark the last ``counts[i]`` live slots of row ``i`` dead (rollback of rejected drafts)."""
-        for i, k in enumerate(counts):
-            if k > 0:
-                live = torch.nonzero(self.mask[i]).flatten()
-                self.mask[i, live[-k:]] = False
-                self.pos[i] -= k
+        k = torch.as_tensor(counts, dtype=torch.long, device=self.device)
+        if not bool((k > 0).any()):
+            return
+        from_right = self.mask.flip(1).long().cumsum(1).flip(1)  # live slots at or after s
+        self.mask = self.mask & (from_right > k[:, None])
+        self.pos = self.pos - k
 
     def select(self, index):
         """Keep rows ``index`` (a 1-D long tensor; repeats copy a row)."""
@@ -305,6 +303,9 @@ class Engine:
                 budget.append(g)
                 U.append(torch.rand(2 * gamma * M + 2, generator=rngs[b], dtype=torch.float64))
             G = max(budget)
+            Ut = torch.stack(U)  # (nA, 2 gamma M + 2)
+            sub_row = torch.arange(nA * M) // M
+            sub_j = torch.arange(nA * M) % M
             # ---- drafting: D (rows, G) tokens, Q (rows, G, V) laws, A amateur logits
             rows = nA * M
             D = torch.zeros((rows, G), dtype=torch.long)
@@ -332,7 +333,7 @@ class Engine:
                     alog.append(lg)
                     if k < G:
                         q = self.draft_law(lg)
-                        u = torch.stack([U[r // M][k * M + r % M] for r in range(rows)])
+                        u = Ut[sub_row, k * M + sub_j]
                         D[:, k] = _laws.draw(q, u)
                         Q[:, k] = q
                         qr.append(self.rule_q(q, lg))
@@ -359,7 +360,7 @@ class Engine:
             else:
                 P = self.target_law(tl, None)
             # ---- verification, depth by depth across prompts (the rule on the engine's tensors)
-            U = torch.stack(U).numpy()  # (nA, 2 gamma M + 2)
+            U = Ut.numpy()
             results = self._verify_block(active, budget, D.numpy(), P, Q, Qrule, U, out, recs,
                                          calls, blocks)
             select = []
