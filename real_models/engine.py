@@ -26,7 +26,8 @@ sub-row of prompt ``b`` is replaced by a sub-row whose drafts carry the accepted
 ``scdsim.exact.markov``: ``batch="first"`` verifies the ``M`` drafts with ``rule`` at the first
 position of a block only and then follows the accepted draft with ``rule.with_drafts(1)``;
 ``batch="tree"`` keeps every draft consistent with the accepted prefix alive and verifies the
-``m`` alive ones with ``rule.with_drafts(m)`` at each depth.
+``m`` alive ones with ``rule.with_drafts(m)`` at each depth. (The price of this simplicity:
+the prefix is stored and the drafts are scored M times, no shared-prefix tree attention.)
 
 A block for one prompt: budget ``g = min(gamma, tokens left)`` (n-gram drafts: the proposal's
 length); the draft proposes ``g`` tokens per sub-row (``q_k``: the warped draft law each token
@@ -36,12 +37,19 @@ accepted iff ``u < a(x)`` with ``a = rule.acceptances(p_k, q_k)`` (``u`` in [0, 
 token with ``a = 0`` is never accepted and ``a = 1`` always is); on rejection the token is drawn
 from ``rule.residual(p_k, q_k)`` and the block ends; after ``g`` acceptances a bonus token is
 drawn from ``rule.bonus(p_g)``. EOS or the length limit ends the row inside the block (no bonus
-after EOS). Acceptance arithmetic is float64.
+after EOS). Acceptance arithmetic is float64. Verification runs depth by depth across the
+prompts of the batch: at depth ``k`` the prompts with ``m`` drafts alive are verified together
+by one call of ``rule.with_drafts(m)`` on their stacked ``(p_k, q_k)`` rows.
 
 Randomness: each prompt has its own ``torch.Generator``; every block draws the same number of
 float64 uniforms from it, up front (``2 gamma M + 2``: draft draws, acceptance tests, residual,
 bonus), whatever happens in the block, so a row's tokens depend on its own stream and history
-only, never on the batch it ran in.
+only, never on the batch it ran in. Drafts, acceptance tests and positions use distinct
+uniforms; the one residual and one bonus uniform of a block are shared by its positions, which
+is safe because a block emits at most one recovered or bonus token.
+
+Records (``real_models.results``): one per emitted token with its kind, block, position in
+block, accepted draft, TV(p, q), entropies and the rule's own rejection probability there.
 """
 
 from __future__ import annotations
