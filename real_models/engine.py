@@ -15,6 +15,8 @@ rejection marks the rejected slots dead too (``_KV.drop_last``): no row is cropp
 delayed by another row's rejections, and every row's position ids stay those of its own
 sequence. When more than half the cache is dead, ``_KV.compact`` gathers each row's live slots
 to the left (one ``gather`` per layer). Finished rows leave the batch (``_KV.select``).
+Models with sliding-window attention over cache slots (Gemma 3) are exact while the cache holds
+fewer slots than the window; a run that could exceed it is refused with a clear error.
 
 Multi-draft runs keep ``M`` sub-rows per prompt in both caches (row ``b*M + j`` is draft ``j``
 of prompt ``b``): each sub-row drafts its own sequence from the same prefix (i.i.d. given the
@@ -24,7 +26,8 @@ sub-row of prompt ``b`` is replaced by a sub-row whose drafts carry the accepted
 ``scdsim.exact.markov``: ``batch="first"`` verifies the ``M`` drafts with ``rule`` at the first
 position of a block only and then follows the accepted draft with ``rule.with_drafts(1)``;
 ``batch="tree"`` keeps every draft consistent with the accepted prefix alive and verifies the
-``m`` alive ones with ``rule.with_drafts(m)`` at each depth.
+``m`` alive ones with ``rule.with_drafts(m)`` at each depth. (The price of this simplicity:
+the prefix is stored and the drafts are scored M times, no shared-prefix tree attention.)
 
 A block for one prompt: budget ``g = min(gamma, tokens left)`` (n-gram drafts: the proposal's
 length); the draft proposes ``g`` tokens per sub-row (``q_k``: the warped draft law each token
@@ -34,12 +37,19 @@ accepted iff ``u < a(x)`` with ``a = rule.acceptances(p_k, q_k)`` (``u`` in [0, 
 token with ``a = 0`` is never accepted and ``a = 1`` always is); on rejection the token is drawn
 from ``rule.residual(p_k, q_k)`` and the block ends; after ``g`` acceptances a bonus token is
 drawn from ``rule.bonus(p_g)``. EOS or the length limit ends the row inside the block (no bonus
-after EOS). Acceptance arithmetic is float64.
+after EOS). Acceptance arithmetic is float64. Verification runs depth by depth across the
+prompts of the batch: at depth ``k`` the prompts with ``m`` drafts alive are verified together
+by one call of ``rule.with_drafts(m)`` on their stacked ``(p_k, q_k)`` rows.
 
 Randomness: each prompt has its own ``torch.Generator``; every block draws the same number of
 float64 uniforms from it, up front (``2 gamma M + 2``: draft draws, acceptance tests, residual,
 bonus), whatever happens in the block, so a row's tokens depend on its own stream and history
-only, never on the batch it ran in.
+only, never on the batch it ran in. Drafts, acceptance tests and positions use distinct
+uniforms; the one residual and one bonus uniform of a block are shared by its positions, which
+is safe because a block emits at most one recovered or bonus token.
+
+Records (``real_models.results``): one per emitted token with its kind, block, position in
+block, accepted draft, TV(p, q), entropies and the rule's own rejection probability there.
 """
 
 from __future__ import annotations
@@ -70,6 +80,13 @@ def _cache_kwarg(model):
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _takes(model, name):
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
 def _layers(cache):
     """The (keys, values) holders of a transformers cache (``DynamicCache.layers``)."""
     layers = getattr(cache, "layers", None)
@@ -87,6 +104,7 @@ class _KV:
         self.device = lm.device
         self.cache = None
         self._kw = _cache_kwarg(lm.model)
+        self._keep = _takes(lm.model, "logits_to_keep")
         self.mask = torch.zeros((rows, 0), dtype=torch.bool, device=lm.device)
         self.pos = torch.zeros(rows, dtype=torch.long, device=lm.device)
 
@@ -94,17 +112,16 @@ class _KV:
     def rows(self):
         return self.pos.shape[0]
 
-    def feed(self, toks):
-        """Append each row's tokens (a list per row, ragged); logits ``(rows, n, V)``, row ``i``'s
-        real tokens in slots ``0..len(toks[i])-1``."""
+    def feed(self, toks, first_needed=0):
+        """Append each row's tokens (a list per row, ragged; row ``i``'s real tokens go to slots
+        ``0..len(toks[i])-1`` of the chunk). Returns ``(logits, offset)``: ``logits[:, s -
+        offset]`` are the logits of slot ``s``; only slots ``>= first_needed`` are guaranteed
+        (the LM head runs on those alone when the model takes ``logits_to_keep``)."""
         R = len(toks)
         lens = torch.tensor([len(t) for t in toks], dtype=torch.long, device=self.device)
         n = int(lens.max())
-        ids = torch.zeros((R, n), dtype=torch.long)
-        for i, t in enumerate(toks):
-            if t:
-                ids[i, :len(t)] = torch.as_tensor(t, dtype=torch.long)
-        ids = ids.to(self.device)
+        ids = torch.tensor([list(t) + [0] * (n - len(t)) for t in toks], dtype=torch.long,
+                           device=self.device)
         ar = torch.arange(n, device=self.device)
         position_ids = self.pos[:, None] + ar[None, :]
         attn = torch.cat([self.mask, torch.ones((R, n), dtype=torch.bool, device=self.device)], 1)
@@ -112,6 +129,8 @@ class _KV:
                   "use_cache": True}
         if self.cache is not None:
             kwargs[self._kw] = self.cache
+        if self._keep and first_needed > 0:
+            kwargs["logits_to_keep"] = n - first_needed
         with torch.no_grad():
             out = self.model(**kwargs)
         if self.cache is None:
@@ -120,15 +139,16 @@ class _KV:
                 self.cache = out.past_key_values
         self.mask = torch.cat([self.mask, ar[None, :] < lens[:, None]], 1)
         self.pos = self.pos + lens
-        return out.logits
+        return out.logits, n - out.logits.shape[1]
 
     def drop_last(self, counts):
         """Mark the last ``counts[i]`` live slots of row ``i`` dead (rollback of rejected drafts)."""
-        for i, k in enumerate(counts):
-            if k > 0:
-                live = torch.nonzero(self.mask[i]).flatten()
-                self.mask[i, live[-k:]] = False
-                self.pos[i] -= k
+        k = torch.as_tensor(counts, dtype=torch.long, device=self.device)
+        if not bool((k > 0).any()):
+            return
+        from_right = self.mask.flip(1).long().cumsum(1).flip(1)  # live slots at or after s
+        self.mask = self.mask & (from_right > k[:, None])
+        self.pos = self.pos - k
 
     def select(self, index):
         """Keep rows ``index`` (a 1-D long tensor; repeats copy a row)."""
@@ -190,6 +210,18 @@ def _context_length(lm):
         if isinstance(v, int):
             return v
     return None
+
+
+def _sliding_window(lm):
+    """The sliding-attention window of a model whose layers use one (e.g. Gemma 3), else None."""
+    cfg = getattr(lm.model, "config", None)
+    w = getattr(cfg, "sliding_window", None)
+    if not isinstance(w, int):
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return w
 
 
 def _check_vocab(target, draft):
@@ -279,6 +311,9 @@ class Engine:
                 budget.append(g)
                 U.append(torch.rand(2 * gamma * M + 2, generator=rngs[b], dtype=torch.float64))
             G = max(budget)
+            Ut = torch.stack(U)  # (nA, 2 gamma M + 2)
+            sub_row = torch.arange(nA * M) // M
+            sub_j = torch.arange(nA * M) % M
             # ---- drafting: D (rows, G) tokens, Q (rows, G, V) laws, A amateur logits
             rows = nA * M
             D = torch.zeros((rows, G), dtype=torch.long)
@@ -299,13 +334,14 @@ class Engine:
                         toks = [seqs[active[r // M]][int(dkv.pos[r]):] for r in range(rows)]
                     else:
                         toks = [[int(D[r, k - 1])] for r in range(rows)]
-                    logits = dkv.feed(toks)
                     last = torch.tensor([len(t) - 1 for t in toks])
-                    lg = logits[torch.arange(rows), last.to(logits.device)].detach().cpu()
+                    logits, off = dkv.feed(toks, int(last.min()))
+                    lg = logits[torch.arange(rows, device=logits.device),
+                                (last - off).to(logits.device)].detach().cpu()
                     alog.append(lg)
                     if k < G:
                         q = self.draft_law(lg)
-                        u = torch.stack([U[r // M][k * M + r % M] for r in range(rows)])
+                        u = Ut[sub_row, k * M + sub_j]
                         D[:, k] = _laws.draw(q, u)
                         Q[:, k] = q
                         qr.append(self.rule_q(q, lg))
@@ -318,12 +354,12 @@ class Engine:
                 i = r // M
                 b = active[i]
                 toks.append(seqs[b][int(tkv.pos[r]):] + D[r, :budget[i]].tolist())
-            logits = tkv.feed(toks)
             start = torch.tensor([len(t) - 1 - budget[r // M] for r, t in enumerate(toks)])
-            idx = start[:, None] + torch.arange(G + 1)[None, :]
-            idx = torch.minimum(idx, torch.tensor(logits.shape[1] - 1))
-            tl = torch.gather(logits.detach().cpu(), 1,
-                              idx[:, :, None].expand(rows, G + 1, logits.shape[2]))
+            logits, off = tkv.feed(toks, int(start.min()))
+            idx = start[:, None] + torch.arange(G + 1)[None, :] - off
+            idx = torch.minimum(idx, torch.tensor(logits.shape[1] - 1)).to(logits.device)
+            tl = torch.gather(logits.detach(), 1,
+                              idx[:, :, None].expand(rows, G + 1, logits.shape[2])).cpu()
             if self.contrast is not None:
                 am = amateur
                 if am.shape[1] < G + 1:  # pragma: no cover - contrast always drafts G+1
@@ -332,7 +368,7 @@ class Engine:
             else:
                 P = self.target_law(tl, None)
             # ---- verification, depth by depth across prompts (the rule on the engine's tensors)
-            U = torch.stack(U).numpy()  # (nA, 2 gamma M + 2)
+            U = Ut.numpy()
             results = self._verify_block(active, budget, D.numpy(), P, Q, Qrule, U, out, recs,
                                          calls, blocks)
             select = []
@@ -512,6 +548,14 @@ def speculative_generate(target, draft, prompts, *, rule, gamma=4, M=1, batch="f
                 raise ValueError(
                     f"prompt {i} is too long: {len(p)} tokens + max_new_tokens={max_new_tokens} "
                     f"+ gamma={gamma} exceed the context length {c}")
+    slots = max(len(p) for p in prompts) + max_new_tokens * (gamma + 2)
+    for lm in (target,) if ngram else (target, draft):
+        window = _sliding_window(lm)
+        if window is not None and slots >= window:
+            raise ValueError(
+                f"{lm.name!r} uses sliding-window attention over cache slots (window {window}); "
+                f"the engine's cache with holes can hold up to {slots} slots for this run "
+                f"(longest prompt + max_new_tokens*(gamma+2)); lower max_new_tokens or gamma")
     if rngs is None:
         rngs = [torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)))) for _ in prompts]
     if len(rngs) != len(prompts):

@@ -68,10 +68,15 @@ def test_engine_matches_exact_law_rejections_and_calls(name, T, rule, gamma, bat
     res = _run(pair, T, rule, gamma, batch)
     assert all(len(t) == T for t in res.tokens)
     law = exact.exact_joint_law(pair, rule, T, gamma, batch)
-    assert_law(seq_counts(res.tokens, pair.V, T), law, f"{name} {rule} g={gamma} {batch}")
+    stat = assert_law(seq_counts(res.tokens, pair.V, T), law, f"{name} {rule} g={gamma} {batch}")
     bug = (exact.exact_joint_law(pair, rules.lossless, T, gamma) if rule.lossy
            else exact.exact_joint_law(pair, UNO, T, gamma))
-    assert power(law, bug, N) >= 1 - 1e-6
+    pw = power(law, bug, N)
+    assert pw >= 1 - 1e-6
+    print(f"\n{name} {rule} gamma={gamma} {batch}: chi2 {stat[0]:.1f} (df {stat[1]}, threshold "
+          f"{stat[2]:.1f}), power {pw:.8f}; rejections {res.mean_rejections:.4f} +- "
+          f"{res.sem_rejections:.4f} vs {exact.expected_rejections(pair, rule, T, gamma, batch):.4f}"
+          f"; calls {res.mean_target_calls:.4f} +- {res.sem_target_calls:.4f}")
     assert_mean(res.mean_rejections, res.sem_rejections,
                 exact.expected_rejections(pair, rule, T, gamma, batch), "rejections")
     stats = exact.block_stats(pair, rule, T, gamma, batch=batch)
@@ -79,6 +84,9 @@ def test_engine_matches_exact_law_rejections_and_calls(name, T, rule, gamma, bat
                 "target calls")
     assert_mean(res.tokens_per_call, res.sem_tokens_per_call, stats.tokens_per_call,
                 "tokens per call")
+    for n, pr in enumerate(exact.position_rejection(pair, rule, T, gamma, batch)):
+        assert_mean(res.position_rejection[n], np.sqrt(pr * (1 - pr) / N), pr,
+                    f"position {n} rejection")
     # records agree with the counts they summarise
     assert res.rejections.sum() == sum(x["kind"] == "recovered" for r in res.records for x in r)
     assert all(r[-1]["target_calls"] == r[-1]["block"] + 1 for r in res.records)

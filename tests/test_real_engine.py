@@ -312,6 +312,11 @@ def test_bad_input_errors(models):
     with pytest.raises(ValueError, match="batch"):
         speculative_generate(target, d, PROMPTS, rule=rules.recursive(2), gamma=2,
                              batch="forest")
+    windowed = copy.deepcopy(target)
+    windowed.model.config.sliding_window = 24
+    with pytest.raises(ValueError, match="sliding-window"):
+        speculative_generate(windowed, d, PROMPTS, rule=rules.lossless, gamma=2,
+                             max_new_tokens=5)
     with pytest.raises(ValueError, match="M must be 1"):
         speculative_generate(target, LastTokensNGram(), PROMPTS, rule=rules.recursive(2),
                              gamma=2)
@@ -329,3 +334,47 @@ def test_a_draft_token_outside_the_claimed_q_fails_loudly(models):
     with pytest.raises(RuntimeError, match="q\\(x\\)=0"):
         speculative_generate(target, drafts[2], PROMPTS, rule=rules.lossless, gamma=4,
                              max_new_tokens=20, rngs=seeds(4), engine_cls=Top1Q)
+
+
+def test_generate_without_draft_dispatches_to_the_decoders(models, greedy_out):
+    target, _ = models
+    res = real_models.generate(target, PROMPTS, max_new_tokens=12, temperature=0.0)
+    assert res.tokens == greedy_out
+    assert {x["kind"] for r in res.records for x in r} == {"plain"}
+
+
+def test_generate_bad_input_errors(models):
+    target, drafts = models
+    with pytest.raises(TypeError, match="single prompt"):
+        real_models.generate(target, [1, 2, 3], draft=drafts[0])
+    with pytest.raises(TypeError, match="no tokenizer"):
+        real_models.generate(target, ["hello"], draft=drafts[0])
+    with pytest.raises(ValueError, match="pass a draft"):
+        real_models.generate(target, PROMPTS, rule=rules.lossless)
+    with pytest.raises(ValueError, match="decoder"):
+        real_models.generate(target, PROMPTS, draft=drafts[0], decoder="beam", num_beams=2)
+    with pytest.raises(ValueError, match="one seed or Generator per prompt"):
+        real_models.generate(target, PROMPTS, draft=drafts[0], rng=[1, 2])
+    with pytest.raises(ValueError, match="amateur is the draft"):
+        real_models.generate(target, PROMPTS, draft=drafts[0], amateur=drafts[1], contrast=CD)
+
+
+# --------------------------------------------------------------------------------------------
+# the embedded model (fetched once into the cache by real_models.load, then read from it)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return real_models.load("smollm2-135m", device="cpu")
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_greedy_sd_with_real_drafts_equals_greedy(smollm2):
+    prompts = ["The capital of France is", "def add(a, b):\n    return"]
+    ref = real_models.generate(smollm2, prompts, max_new_tokens=8, temperature=0.0)
+    for spec in ("early-exit:16", "ngram:2"):
+        got = real_models.generate(smollm2, prompts, draft=spec, gamma=3, max_new_tokens=8,
+                                   temperature=0.0)
+        assert got.tokens == ref.tokens, spec
+        assert got.text == ref.text
+    assert ref.text[0].strip().startswith("Paris")
