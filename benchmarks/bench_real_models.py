@@ -14,10 +14,12 @@ Beside each run the measured cost profile at that batch size: target forward tim
 n = 1..gamma+1 new tokens with a KV cache (as t(n)/t(1)), and the draft's one-token step time
 over the target's (c). Leviathan's walltime model assumes t(gamma+1) = t(1); on a CPU it is not.
 
+The default draft is ``quant:4`` (the target re-quantised to 4 bits: high acceptance, but on a CPU
+it costs as much as the target, c ~ 1); any ``make_draft`` spec of a model works (``--draft``).
 The timed sides alternate within each repeat, so load changes on a shared machine hit both.
 Usage::
 
-    python benchmarks/bench_real_models.py [--model smollm2-135m] [--draft early-exit:20]
+    python benchmarks/bench_real_models.py [--model smollm2-135m] [--draft quant:4]
         [--new-tokens 64] [--gamma 4] [--repeats 3] [--batches 1,8,32] [--threads 1] [--quick]
 """
 
@@ -170,7 +172,7 @@ def _fresh_load_seconds(model):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--draft", default="early-exit:20", help="make_draft spec of the SD draft")
+    ap.add_argument("--draft", default="quant:4", help="make_draft spec of the SD draft")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--gamma", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
