@@ -526,7 +526,8 @@ def _rule_name(rule):
 
 def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first",
                  max_new_tokens=48, warp=None, contrast=None, seed=0, measure_ar=True,
-                 profile=True, surrogate_states=(1, 2, 4, 8), n_boot=2000, progress=None,
+                 profile=True, profile_repeats=5, surrogate_states=(1, 2, 4, 8), n_boot=2000,
+                 progress=None,
                  inputs=None, _interrupt_after=None):
     """Run SD prompt by prompt, log each as it finishes, then score and write the summary.
 
@@ -542,6 +543,7 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
     seed : prompt i uses the stream ``seed + i`` (SD and the autoregressive baseline alike)
     measure_ar : also time autoregressive decoding of the same prompts (for the speedup)
     profile : measure the cost profile once (kept in ``profile.json`` across resumes)
+    profile_repeats : timings per point of the profile (medians are used)
     surrogate_states : state counts of the Markov surrogate (k-means on the target's last
         hidden state); ``()`` to skip
     inputs : dict, optional; what made the run (model names, specs), stored in every file
@@ -641,7 +643,8 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
             from real_models.profile import cost_profile
 
             ctx = int(np.median([len(x) for x in ids])) + max_new_tokens // 2
-            prof = cost_profile(target, draft, gamma=gamma, context_len=ctx)
+            prof = cost_profile(target, draft, gamma=gamma, context_len=ctx,
+                                repeats=int(profile_repeats))
             write_json_atomic(prof_path, {**prof, "environment": env, "inputs": header})
     timing = None
     if measure_ar:

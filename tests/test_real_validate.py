@@ -365,3 +365,24 @@ def test_scdsim_cli_lists_and_dispatches_validate(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "validate" in capsys.readouterr().out
+
+
+@pytest.mark.torch
+def test_cost_profile_measures_every_block_size_and_the_draft():
+    from real_models.profile import cost_profile
+
+    t, d = _tiny_pair()
+    prof = cost_profile(t, d, gamma=3, context_len=8, repeats=2)
+    assert len(prof["target_s"]) == 4 and all(x > 0 for x in prof["target_s"])
+    assert all(lo <= m <= hi for lo, m, hi in zip(prof["target_min_s"], prof["target_s"],
+                                                   prof["target_max_s"]))
+    np.testing.assert_allclose(prof["c"], prof["draft_s"] / prof["target_s"][0], rtol=1e-12)
+    assert prof["draft_kind"] == "model"
+
+    class Lookup:
+        def propose(self, context, k):
+            return []
+
+    assert cost_profile(t, Lookup(), gamma=2, context_len=4, repeats=2)["draft_kind"] == "ngram"
+    with pytest.raises(ValueError, match="repeats"):
+        cost_profile(t, d, repeats=0)
