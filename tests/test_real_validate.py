@@ -253,15 +253,15 @@ def _strip_timing(sc):
 
 @pytest.mark.torch
 def test_resume_after_an_interruption_gives_the_uninterrupted_summary(tmp_path):
-    """Stop after 2 of 5 prompts with a torn last line, resume: the prompts log holds each
-    prompt once with the same records, and the summary equals the uninterrupted run's (all
-    but the wall-clock speedup, which is measured anew)."""
+    """Stop after 2 of 5 prompts (batches of 2) with a torn last line, resume: the prompts log
+    holds each prompt once with the same records, and the summary equals the uninterrupted
+    run's (all but the wall-clock speedup, which is measured anew)."""
     from real_models.validate import run_validate
 
     pytest.importorskip("torch")
     t, d = _tiny_pair()
     prompts = [[i % 32, (3 * i + 1) % 32] for i in range(5)]
-    kw = dict(prompts=prompts, max_new_tokens=12, seed=7, profile=False,
+    kw = dict(prompts=prompts, max_new_tokens=10, seed=7, profile=False, batch_size=2,
               surrogate_states=(1, 2), n_boot=200, progress=False)
     full = run_validate(t, d, rules.lossless, 3, out=tmp_path / "a", **kw)
     with pytest.raises(KeyboardInterrupt):
