@@ -447,9 +447,9 @@ def _setup(size):
         from real_models import random_lm
 
         target = random_lm(vocab_size=32, hidden_size=32, layers=4, seed=0, scale=2.0)
-        ids = [[i % 32, (7 * i + 3) % 32, (5 * i + 1) % 32] for i in range(4)]
-        return target, ids, None, dict(drafts=["early-exit:2", "quant:4", "ngram:2"],
-                                       draft="early-exit:2", max_new_tokens=8, gamma=2,
+        ids = [[i % 32, (7 * i + 3) % 32, (5 * i + 1) % 32] for i in range(3)]
+        return target, ids, None, dict(drafts=["early-exit:2", "ngram:2"], draft="early-exit:2",
+                                       max_new_tokens=6, gamma=2, Ms=(1, 2), eps=(0.1, 0.4),
                                        grid=[{"plausibility": 0.1, "contrast": 0.5,
                                               "amateur_temperature": 1.0}])
     if size == "full":
@@ -463,7 +463,8 @@ def _setup(size):
         return target, ids, problems, dict(
             drafts=["early-exit:8", "early-exit:16", "early-exit:24", "quant:4", "quant:6",
                     "ngram:3"],
-            draft="early-exit:16", max_new_tokens=32, gamma=3,
+            draft="early-exit:16", max_new_tokens=32, gamma=3, Ms=(1, 2, 3, 4),
+            eps=(0.05, 0.1, 0.2, 0.4),
             grid=[{"plausibility": pl, "contrast": c, "amateur_temperature": at}
                   for pl in (0.1,) for c in (0.25, 0.5, 1.0) for at in (1.0, 0.5)])
     raise ValueError(f"size must be 'smoke' or 'full', got {size!r}")
@@ -481,9 +482,11 @@ def run_study(name, size="smoke", out=".", seed=0):
     if name == "entropy":
         return entropy_study(target, ids, cfg["draft"], gamma=cfg["gamma"], **common)
     if name == "multidraft":
-        return multidraft_study(target, ids, cfg["draft"], gamma=cfg["gamma"], **common)
+        return multidraft_study(target, ids, cfg["draft"], Ms=cfg["Ms"], gamma=cfg["gamma"],
+                                **common)
     if name == "over_accept":
-        return over_accept_study(target, ids, cfg["draft"], gamma=cfg["gamma"], **common)
+        return over_accept_study(target, ids, cfg["draft"], eps=cfg["eps"], gamma=cfg["gamma"],
+                                 **common)
     held = None
     if size == "full":
         from real_models.prompts import BUILTIN

@@ -386,3 +386,58 @@ def test_cost_profile_measures_every_block_size_and_the_draft():
     assert cost_profile(t, Lookup(), gamma=2, context_len=4, repeats=2)["draft_kind"] == "ngram"
     with pytest.raises(ValueError, match="repeats"):
         cost_profile(t, d, repeats=0)
+
+
+# ---- studies at smoke size (tiny random models) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("studies")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["draft_gallery", "entropy", "multidraft", "over_accept", "scd"])
+def test_every_study_runs_at_smoke_size_and_writes_json_and_png(name, smoke_dir):
+    import json
+
+    from real_models.studies import run_study
+
+    data = run_study(name, "smoke", smoke_dir)
+    saved = json.loads((smoke_dir / f"{name}.json").read_text())
+    assert saved["study"] == name and saved["size"] == "smoke" and saved["rows"]
+    assert {"torch", "numpy"} <= set(saved["environment"])
+    assert (smoke_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    rows = data["rows"]
+    if name == "over_accept":
+        # Yin et al. Thm 5 on the realised laws: Decoding-OPT sits exactly on the front
+        # P(reject) + TV(step law, p) = TV(p, q), position by position, hence on average;
+        # Decoding-UNO on or above it; lossless has no bias
+        for r in rows:
+            gap = r["rejection_prob_all_positions"] + r["bias_tv"] - r["mean_tv"]
+            if r["resample"] in ("OPT", "lossless"):
+                assert abs(gap) < 1e-9
+            else:
+                assert gap > -1e-9
+        assert [r["bias_tv"] for r in rows if r["resample"] == "lossless"] == [0.0]
+    if name == "multidraft":
+        m1 = [r for r in rows if r["M"] == 1]  # one draft: the two readings are one process
+        assert m1[0]["mean_rejections"] == m1[1]["mean_rejections"]
+        np.testing.assert_allclose(m1[0]["expected_rejections"], m1[1]["expected_rejections"],
+                                   rtol=1e-12)
+    if name == "draft_gallery":
+        for r in rows:
+            np.testing.assert_allclose(r["speedup_leviathan"],
+                                       cost.speedup(r["alpha"], 2, r["c"]), rtol=1e-12)
+    if name == "scd":
+        assert [r["method"] for r in rows] == ["target", "SD", "CD", "SCD"]
+        assert all(0 < r["distinct_2"] <= 1 and r["perplexity"] > 1 for r in rows)
+
+
+def test_unknown_study_or_size_raise():
+    from real_models.studies import run_study
+
+    with pytest.raises(ValueError, match="study"):
+        run_study("nope")
+    with pytest.raises(ValueError, match="size"):
+        run_study("entropy", "medium")
