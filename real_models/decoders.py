@@ -31,7 +31,6 @@ import torch
 
 from real_models import laws
 from real_models.results import GenerationResult, make_record
-from scdsim.distributions import entropy
 
 __all__ = ["sample", "beam"]
 
@@ -194,6 +193,16 @@ class _Runner:
         self.next_pos = self.next_pos + 1
         return self._forward(tokens.to(self.lm.device)[:, None], self.mask, pos, self.cache)
 
+    def select(self, idx):
+        """Keep only rows ``idx`` (finished rows leave the batch)."""
+        if self.window is not None:
+            self.hist = [self.hist[i] for i in idx.tolist()]
+            return
+        idx = idx.to(self.lm.device)
+        self.cache.batch_select_indices(idx)
+        self.mask = self.mask.index_select(0, idx)
+        self.next_pos = self.next_pos.index_select(0, idx)
+
     def reorder(self, idx):
         """Reorder rows (beam search): row ``i`` becomes old row ``idx[i]``."""
         if self.window is not None:
@@ -225,6 +234,12 @@ def _scores(logits, a_logits, contrast):
     if contrast is None:
         return laws._wide(logits)
     return laws.contrast_scores(logits, a_logits, **contrast)
+
+
+def _entropy(law):
+    """Shannon entropy (nats) per row, ``-sum p log p`` with ``0 log 0 = 0``, in the law's dtype
+    (``scdsim.distributions.entropy`` without its validation: a third of a tiny model's step)."""
+    return torch.special.entr(law).sum(-1)
 
 
 def _text(lm, tokens):
@@ -309,15 +324,14 @@ def sample(lm, prompt_ids, *, max_new_tokens, temperature=1.0, top_k=None, top_p
         logits = runner.prefill(rows)
         a_logits = a_runner.prefill(rows) if a_runner is not None else None
         for t in range(max_new_tokens):
-            act = torch.tensor(active, dtype=torch.long, device=logits.device)
-            s = _scores(logits.index_select(0, act),
-                        None if a_logits is None else a_logits.index_select(0, act), contrast)
+            # Rows of ``logits`` are the rows of ``active``: finished rows leave the cache.
+            s = _scores(logits, a_logits, contrast)
             if n:
                 ban = torch.cat([_ngram_banned(torch.tensor([seqs[i]]), n, V) for i in active])
                 s = s.masked_fill(ban.to(s.device), -math.inf)
             law = laws.sampling_law(s, **warp_kw)
             tok = laws.draw(law, u[active, t])
-            ent = entropy(law.to(torch.float64)).tolist()
+            ent = _entropy(law).tolist()
             still = []
             for j, (i, x) in enumerate(zip(active, tok.tolist())):
                 out[i].append(x)
@@ -327,11 +341,16 @@ def sample(lm, prompt_ids, *, max_new_tokens, temperature=1.0, top_k=None, top_p
                                            entropy_p=ent[j]))
                 if x not in eos:
                     still.append(i)
-            active = still
-            if not active or t == max_new_tokens - 1:
+            if not still or t == max_new_tokens - 1:
                 break
-            # Every row advances (finished rows feed a dummy token) so the cache stays aligned.
-            feed = torch.tensor([s_[-1] for s_ in seqs], dtype=torch.long)
+            if len(still) < len(active):
+                alive = set(still)
+                keep = torch.tensor([j for j, i in enumerate(active) if i in alive])
+                runner.select(keep)
+                if a_runner is not None:
+                    a_runner.select(keep)
+            active = still
+            feed = torch.tensor([seqs[i][-1] for i in active], dtype=torch.long)
             logits = runner.step(feed)
             if a_runner is not None:
                 a_logits = a_runner.step(feed)
@@ -448,7 +467,7 @@ def beam(lm, prompt_ids, *, num_beams, length_penalty=1.0, max_new_tokens,
                                                           run_tok[b, :, :t]], dim=1), n, V)
                                  for b in range(B)])
                 logp = logp.masked_fill(ban, -math.inf)
-            ent = entropy(torch.softmax(logp.to(torch.float64), dim=-1)).view(B, nb)
+            ent = _entropy(torch.softmax(logp.to(torch.float64), dim=-1)).view(B, nb)
             acc = (logp.view(B, nb, V) + run_scores[:, :, None]).reshape(B, nb * V)
 
             # c. top-K continuations over all beams of a prompt

@@ -219,7 +219,7 @@ def quantize_groupwise(weight, bits: int, group_size: int = 32, symmetric: bool 
         raise ValueError("symmetric quantisation needs bits >= 2")
     if group_size < 1:
         raise ValueError(f"group_size={group_size!r} must be >= 1")
-    w = weight.detach().to(torch.float32)
+    w = weight.detach().to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
     shape = w.shape
     rows = w.reshape(-1, shape[-1])
     pad = (-shape[-1]) % group_size

@@ -15,6 +15,8 @@ rejection marks the rejected slots dead too (``_KV.drop_last``): no row is cropp
 delayed by another row's rejections, and every row's position ids stay those of its own
 sequence. When more than half the cache is dead, ``_KV.compact`` gathers each row's live slots
 to the left (one ``gather`` per layer). Finished rows leave the batch (``_KV.select``).
+Models with sliding-window attention over cache slots (Gemma 3) are exact while the cache holds
+fewer slots than the window; a run that could exceed it is refused with a clear error.
 
 Multi-draft runs keep ``M`` sub-rows per prompt in both caches (row ``b*M + j`` is draft ``j``
 of prompt ``b``): each sub-row drafts its own sequence from the same prefix (i.i.d. given the
@@ -70,6 +72,13 @@ def _cache_kwarg(model):
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _takes(model, name):
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
 def _layers(cache):
     """The (keys, values) holders of a transformers cache (``DynamicCache.layers``)."""
     layers = getattr(cache, "layers", None)
@@ -87,6 +96,7 @@ class _KV:
         self.device = lm.device
         self.cache = None
         self._kw = _cache_kwarg(lm.model)
+        self._keep = _takes(lm.model, "logits_to_keep")
         self.mask = torch.zeros((rows, 0), dtype=torch.bool, device=lm.device)
         self.pos = torch.zeros(rows, dtype=torch.long, device=lm.device)
 
@@ -94,9 +104,11 @@ class _KV:
     def rows(self):
         return self.pos.shape[0]
 
-    def feed(self, toks):
-        """Append each row's tokens (a list per row, ragged); logits ``(rows, n, V)``, row ``i``'s
-        real tokens in slots ``0..len(toks[i])-1``."""
+    def feed(self, toks, first_needed=0):
+        """Append each row's tokens (a list per row, ragged; row ``i``'s real tokens go to slots
+        ``0..len(toks[i])-1`` of the chunk). Returns ``(logits, offset)``: ``logits[:, s -
+        offset]`` are the logits of slot ``s``; only slots ``>= first_needed`` are guaranteed
+        (the LM head runs on those alone when the model takes ``logits_to_keep``)."""
         R = len(toks)
         lens = torch.tensor([len(t) for t in toks], dtype=torch.long, device=self.device)
         n = int(lens.max())
@@ -112,6 +124,8 @@ class _KV:
                   "use_cache": True}
         if self.cache is not None:
             kwargs[self._kw] = self.cache
+        if self._keep and first_needed > 0:
+            kwargs["logits_to_keep"] = n - first_needed
         with torch.no_grad():
             out = self.model(**kwargs)
         if self.cache is None:
@@ -120,7 +134,7 @@ class _KV:
                 self.cache = out.past_key_values
         self.mask = torch.cat([self.mask, ar[None, :] < lens[:, None]], 1)
         self.pos = self.pos + lens
-        return out.logits
+        return out.logits, n - out.logits.shape[1]
 
     def drop_last(self, counts):
         """Mark the last ``counts[i]`` live slots of row ``i`` dead (rollback of rejected drafts)."""
@@ -192,6 +206,18 @@ def _context_length(lm):
     return None
 
 
+def _sliding_window(lm):
+    """The sliding-attention window of a model whose layers use one (e.g. Gemma 3), else None."""
+    cfg = getattr(lm.model, "config", None)
+    w = getattr(cfg, "sliding_window", None)
+    if not isinstance(w, int):
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return w
+
+
 def _check_vocab(target, draft):
     if draft.vocab_size != target.vocab_size:
         raise ValueError(f"tokenizer mismatch: draft {draft.name!r} has vocab_size="
@@ -232,6 +258,10 @@ class Engine:
         self.ngram = not hasattr(draft, "model")
 
     # hooks ---------------------------------------------------------------------------------
+    def make_kv(self, lm, rows, role):
+        """The KV state of the target or the draft (``role``)."""
+        return _KV(lm, rows)
+
     def draft_law(self, logits):
         """The law a draft token is drawn from: the draft's logits under the user's warping."""
         return _laws.sampling_law(logits, **self.warp).to(torch.float64)
@@ -258,8 +288,8 @@ class Engine:
         drafted = [0] * B
         blocks = [0] * B
         active = list(range(B))
-        tkv = _KV(self.target, B * M)
-        dkv = None if self.ngram else _KV(self.draft, B * M)
+        tkv = self.make_kv(self.target, B * M, "target")
+        dkv = None if self.ngram else self.make_kv(self.draft, B * M, "draft")
         V = self.target.vocab_size
         while active:
             nA = len(active)
@@ -295,9 +325,10 @@ class Engine:
                         toks = [seqs[active[r // M]][int(dkv.pos[r]):] for r in range(rows)]
                     else:
                         toks = [[int(D[r, k - 1])] for r in range(rows)]
-                    logits = dkv.feed(toks)
                     last = torch.tensor([len(t) - 1 for t in toks])
-                    lg = logits[torch.arange(rows), last.to(logits.device)].detach().cpu()
+                    logits, off = dkv.feed(toks, int(last.min()))
+                    lg = logits[torch.arange(rows, device=logits.device),
+                                (last - off).to(logits.device)].detach().cpu()
                     alog.append(lg)
                     if k < G:
                         q = self.draft_law(lg)
@@ -314,12 +345,12 @@ class Engine:
                 i = r // M
                 b = active[i]
                 toks.append(seqs[b][int(tkv.pos[r]):] + D[r, :budget[i]].tolist())
-            logits = tkv.feed(toks)
             start = torch.tensor([len(t) - 1 - budget[r // M] for r, t in enumerate(toks)])
-            idx = start[:, None] + torch.arange(G + 1)[None, :]
-            idx = torch.minimum(idx, torch.tensor(logits.shape[1] - 1))
-            tl = torch.gather(logits.detach().cpu(), 1,
-                              idx[:, :, None].expand(rows, G + 1, logits.shape[2]))
+            logits, off = tkv.feed(toks, int(start.min()))
+            idx = start[:, None] + torch.arange(G + 1)[None, :] - off
+            idx = torch.minimum(idx, torch.tensor(logits.shape[1] - 1)).to(logits.device)
+            tl = torch.gather(logits.detach(), 1,
+                              idx[:, :, None].expand(rows, G + 1, logits.shape[2])).cpu()
             if self.contrast is not None:
                 am = amateur
                 if am.shape[1] < G + 1:  # pragma: no cover - contrast always drafts G+1
@@ -393,21 +424,20 @@ class Engine:
                 rule = self.rule.with_drafts(m)
                 r0 = torch.tensor([i * M + alive[i][0] for i in idx])
                 p, q = P[r0, k], Qrule[r0, k]
-                qd = Q[r0, k]
                 xs = np.array([[D[i * M + j, k] for j in alive[i]] for i in idx])  # (n, m)
                 xs_t = torch.as_tensor(xs)
-                if not bool((torch.gather(qd, 1, xs_t) > 0).all()):
+                if not bool((torch.gather(q, 1, xs_t) > 0).all()):
                     raise RuntimeError(
-                        "a draft token has q(x)=0 under the law it was drawn from: q is not "
-                        "the draft's sampling law (engine bug)")
+                        "a draft token has q(x)=0 under the q handed to the rule: q is not the "
+                        "law the draft token was drawn from (engine bug)")
                 a = rule.acceptances(p, q)  # (n, m, V)
                 a_x = torch.gather(a, 2, xs_t[:, :, None]).squeeze(2).numpy()  # (n, m)
                 res = rule.residual(p, q)
                 ur = torch.as_tensor(U[idx, 2 * gamma * M])
                 rec_tok = _laws.draw(res, ur).numpy()
                 rej = rejection_prob(rule, p, q).numpy()
-                tv = (0.5 * (p - qd).abs().sum(-1)).numpy()
-                ent_p, ent_q = _entropy(p).numpy(), _entropy(qd).numpy()
+                tv = (0.5 * (p - q).abs().sum(-1)).numpy()
+                ent_p, ent_q = _entropy(p).numpy(), _entropy(q).numpy()
                 for n, i in enumerate(idx):
                     ua = U[i, gamma * M + k * M:gamma * M + k * M + m]
                     hit = np.flatnonzero(ua < a_x[n])
@@ -509,6 +539,14 @@ def speculative_generate(target, draft, prompts, *, rule, gamma=4, M=1, batch="f
                 raise ValueError(
                     f"prompt {i} is too long: {len(p)} tokens + max_new_tokens={max_new_tokens} "
                     f"+ gamma={gamma} exceed the context length {c}")
+    slots = max(len(p) for p in prompts) + max_new_tokens * (gamma + 2)
+    for lm in (target,) if ngram else (target, draft):
+        window = _sliding_window(lm)
+        if window is not None and slots >= window:
+            raise ValueError(
+                f"{lm.name!r} uses sliding-window attention over cache slots (window {window}); "
+                f"the engine's cache with holes can hold up to {slots} slots for this run "
+                f"(longest prompt + max_new_tokens*(gamma+2)); lower max_new_tokens or gamma")
     if rngs is None:
         rngs = [torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)))) for _ in prompts]
     if len(rngs) != len(prompts):

@@ -267,9 +267,10 @@ def load(name_or_path, device=None, dtype=None, device_map=None) -> LM:
         on_cuda = torch.cuda.is_available()
     torch_dtype = _resolve_dtype(dtype, on_cuda)
     kw = {"dtype": torch_dtype}
+    info: dict = {"dtype": str(torch_dtype).removeprefix("torch.")}
     if device_map is not None:
         kw["device_map"] = device_map
-    info: dict = {"dtype": str(torch_dtype).removeprefix("torch.")}
+        info["device_map"] = device_map if isinstance(device_map, str) else dict(device_map)
 
     if name in EMBEDDED:
         spec = EMBEDDED[name]

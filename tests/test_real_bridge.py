@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from real_stats import assert_law, assert_mean, power, seq_counts
+from real_stats import assert_law, assert_mean, one_thread, power, seq_counts
 
 from scdsim import chains, rules
 from scdsim.exact import markov as exact
@@ -29,6 +29,8 @@ from real_models.engine import speculative_generate  # noqa: E402
 from real_models.tiny import markov_pair_lms  # noqa: E402
 
 pytestmark = pytest.mark.torch
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 YIN = chains.yin_example()  # T = 4, V = 3, inhomogeneous
 DIR = chains.dirichlet_pair(4, 0.4, seed=3)  # V = S = 4, homogeneous
@@ -66,10 +68,15 @@ def test_engine_matches_exact_law_rejections_and_calls(name, T, rule, gamma, bat
     res = _run(pair, T, rule, gamma, batch)
     assert all(len(t) == T for t in res.tokens)
     law = exact.exact_joint_law(pair, rule, T, gamma, batch)
-    assert_law(seq_counts(res.tokens, pair.V, T), law, f"{name} {rule} g={gamma} {batch}")
+    stat = assert_law(seq_counts(res.tokens, pair.V, T), law, f"{name} {rule} g={gamma} {batch}")
     bug = (exact.exact_joint_law(pair, rules.lossless, T, gamma) if rule.lossy
            else exact.exact_joint_law(pair, UNO, T, gamma))
-    assert power(law, bug, N) >= 1 - 1e-6
+    pw = power(law, bug, N)
+    assert pw >= 1 - 1e-6
+    print(f"\n{name} {rule} gamma={gamma} {batch}: chi2 {stat[0]:.1f} (df {stat[1]}, threshold "
+          f"{stat[2]:.1f}), power {pw:.8f}; rejections {res.mean_rejections:.4f} +- "
+          f"{res.sem_rejections:.4f} vs {exact.expected_rejections(pair, rule, T, gamma, batch):.4f}"
+          f"; calls {res.mean_target_calls:.4f} +- {res.sem_target_calls:.4f}")
     assert_mean(res.mean_rejections, res.sem_rejections,
                 exact.expected_rejections(pair, rule, T, gamma, batch), "rejections")
     stats = exact.block_stats(pair, rule, T, gamma, batch=batch)

@@ -256,22 +256,29 @@ def _draws(lm, seed0, **kw):
     return joint_counts(res.tokens, V8)
 
 
-WARP = dict(temperature=0.8, top_k=6, top_p=0.75)
+WARP_CASES = [
+    # (settings, planted bug: the same settings less one truncation)
+    (dict(temperature=0.8, top_k=6, top_p=0.75), dict(temperature=0.8, top_k=6)),
+    (dict(temperature=1.3, min_p=0.15, epsilon=0.03), dict(temperature=1.3, epsilon=0.03)),
+]
 
 
-def test_first_two_sampled_tokens_follow_the_warped_law_and_a_planted_bug_is_caught(lm8):
+@pytest.mark.parametrize("case", range(len(WARP_CASES)))
+def test_first_two_sampled_tokens_follow_the_warped_law_and_a_planted_bug_is_caught(lm8, case):
+    warp_kw, bug_kw = WARP_CASES[case]
+
     def law(seqs, **kw):
         return laws.sampling_law(_logits_last(lm8, seqs), **kw)
 
-    exact = exact_joint2(lambda s: law(s, **WARP))
-    bug = exact_joint2(lambda s: law(s, temperature=0.8, top_k=6))  # law taken before top-p
+    exact = exact_joint2(lambda s: law(s, **warp_kw))
+    bug = exact_joint2(lambda s: law(s, **bug_kw))
     assert np.abs(exact.sum() - 1) < 1e-12
-    counts = _draws(lm8, 0, **WARP)
-    assert counts[exact == 0].sum() == 0, "a token outside the top-p nucleus was sampled"
+    counts = _draws(lm8, 20 * case * N_LAW, **warp_kw)
+    assert counts[exact == 0].sum() == 0, "a truncated token was sampled"
     stat, df, thr = chi2_stat(counts, exact)
     assert stat <= thr, f"chi2 = {stat:.1f} > {thr:.1f} (df={df})"
     assert power(exact, bug, N_LAW) >= 1 - ALPHA
-    bug_counts = _draws(lm8, N_LAW, temperature=0.8, top_k=6)  # run the planted bug
+    bug_counts = _draws(lm8, (20 * case + 1) * N_LAW, **bug_kw)  # run the planted bug
     assert chi2_stat(bug_counts, exact)[0] > thr
 
 
@@ -300,8 +307,11 @@ def test_first_two_contrastive_sampled_tokens_follow_the_contrastive_law(lm8, am
 @pytest.mark.parametrize("kw", [
     dict(temperature=1.0),
     dict(temperature=1.3, top_p=0.9, min_p=0.02, no_repeat_ngram_size=2, eos_token_id=4),
+    dict(temperature=1.0, contrast=dict(plausibility=0.05, window=3), eos_token_id=6),
 ])
-def test_a_rows_tokens_depend_only_on_its_own_seed(lm64, kw):
+def test_a_rows_tokens_depend_only_on_its_own_seed(lm64, amateur64, kw):
+    if "contrast" in kw:
+        kw = dict(kw, amateur=amateur64)
     a = decoders.sample(lm64, PROMPTS, max_new_tokens=10, rngs=[11, 12, 13, 14], **kw)
     alone = decoders.sample(lm64, [PROMPTS[1]], max_new_tokens=10, rngs=[12], **kw)
     shuffled = decoders.sample(lm64, [PROMPTS[3], PROMPTS[1], [9, 9, 9, 9, 9, 9, 9, 9]],
@@ -366,21 +376,32 @@ def test_cd_beam_with_zero_contrast_and_plausibility_is_plain_beam(lm64, amateur
     assert cd.tokens == plain.tokens
 
 
-def test_cd_beam_scores_are_log_contrastive_law(lm64, amateur64):
-    # With 2 beams and 1 step the best hypothesis is the contrastive argmax; with 2 steps it is
-    # the best two-token path under log contrastive, found here by enumeration.
-    c = dict(plausibility=0.1, contrast=1.0)
-    p = PROMPTS[0]
-    e, a = _logits_last(lm64, [p])[0], _logits_last(amateur64, [p])[0]
-    first = contrastive(e, a, **c).log()
+@pytest.mark.parametrize("p, c, window", [
+    ([0, 12], dict(plausibility=0.02, contrast=0.5), None),
+    ([1, 2, 3, 4], dict(plausibility=0.02, contrast=0.5), 1),
+    ([4, 4, 4], dict(plausibility=0.1, contrast=1.0), 1),
+])
+def test_cd_beam_as_wide_as_the_vocabulary_finds_the_best_path_under_log_contrastive(
+        lm64, amateur64, p, c, window):
+    # Two steps, 32 beams = V: beam search is exhaustive, so it must return the two-token path
+    # maximising log p_CD(x1) + log p_CD(x2 | x1), enumerated here from the models' logits
+    # (prompts chosen where that path is not the greedy one).
+
+    def am(seqs):
+        return _logits_last(amateur64, [s[-window:] if window else s for s in seqs])
+
+    first = contrastive(_logits_last(lm64, [p]), am([p]), **c)[0].log()
     seqs = [p + [x] for x in range(32)]
-    second = contrastive(_logits_last(lm64, seqs), _logits_last(amateur64, seqs), **c).log()
-    total = first[:, None] + second  # (x1, x2)
-    best = divmod(int(torch.argmax(torch.nan_to_num(total, neginf=-1e300))), 32)
-    # full search over V^2 paths equals beam search when the beam is as wide as the vocabulary
+    second = contrastive(_logits_last(lm64, seqs), am(seqs), **c).log()
+    total = torch.nan_to_num(first[:, None] + second, neginf=-1e300)  # (x1, x2)
+    best = list(divmod(int(torch.argmax(total)), 32))
+    greedy = [int(torch.argmax(first))]
+    greedy.append(int(torch.argmax(second[greedy[0]])))
+    assert best != greedy  # the case discriminates beam search from greedy
+    contrast = dict(c) if window is None else dict(c, window=window)
     res = decoders.beam(lm64, [p], num_beams=32, max_new_tokens=2, amateur=amateur64,
-                        contrast=c, length_penalty=0.0)
-    assert res.tokens[0] == list(best)
+                        contrast=contrast, length_penalty=0.0)
+    assert res.tokens[0] == best
 
 
 # ---- bad input ---------------------------------------------------------------------------------
@@ -433,3 +454,52 @@ def test_bad_prompts_and_models_raise(lm32, amateur64):
     with pytest.raises(ValueError, match="plausibility"):
         decoders.sample(lm32, PROMPTS, max_new_tokens=2, temperature=0.0, amateur=lm32,
                         contrast=dict(plausibility=2.0))
+
+
+# ---- the embedded model ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smollm():
+    loading = pytest.importorskip("real_models.loading",
+                                  reason="real_models.loading (b1's loader) is not merged")
+    try:
+        return loading.load("smollm2-135m")
+    except loading.ModelNotAvailableError as err:  # offline with an empty cache
+        pytest.skip(f"smollm2-135m is neither cached nor fetchable here: {err}")
+
+
+SMOL_PROMPTS = ["The capital of France is", "def fibonacci(n):\n   "]
+
+
+def _smol_ids(lm):
+    return [lm.tokenizer(t)["input_ids"] for t in SMOL_PROMPTS]
+
+
+@pytest.mark.slow
+def test_smollm2_beam_length_penalty_ngram_equals_transformers_generate(smollm):
+    # Three stop tokens (EOS, "." and newline) so hypotheses end at different lengths and the
+    # length penalty decides between them; 3*num_beams candidates per step.
+    tok = smollm.tokenizer
+    prompts = _smol_ids(smollm)
+    eos = [tok.eos_token_id, tok(".")["input_ids"][-1], tok("\n")["input_ids"][-1]]
+    kw = dict(num_beams=4, max_new_tokens=12, no_repeat_ngram_size=3, eos_token_id=eos)
+    res = decoders.beam(smollm, prompts, length_penalty=2.0, **kw)
+    for p, toks in zip(prompts, res.tokens):
+        ref = hf_generate(smollm, p, length_penalty=2.0, **kw)
+        assert toks == ref, (tok.decode(toks), tok.decode(ref))
+    assert res.text == [tok.decode(t) for t in res.tokens]
+    # the length penalty matters here: a smaller one prefers the short hypothesis
+    short = decoders.beam(smollm, prompts[:1], length_penalty=0.7, **kw).tokens[0]
+    assert len(short) < len(res.tokens[0])
+
+
+@pytest.mark.slow
+def test_smollm2_greedy_ragged_batch_with_ngram_blocking_equals_transformers(smollm):
+    prompts = _smol_ids(smollm)
+    assert len({len(p) for p in prompts}) == 2  # ragged: left padding is exercised
+    res = decoders.sample(smollm, prompts, max_new_tokens=20, temperature=0.0,
+                          no_repeat_ngram_size=2)
+    for p, toks in zip(prompts, res.tokens):
+        assert toks == hf_generate(smollm, p, max_new_tokens=20, no_repeat_ngram_size=2)
+    free = decoders.sample(smollm, prompts, max_new_tokens=20, temperature=0.0)
+    assert free.tokens != res.tokens  # the blocking changed the output
