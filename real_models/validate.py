@@ -234,7 +234,8 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
         ``{"tokens_per_call": float, "block_length_pmf": list}`` from ``real_models.surrogate``.
     timing : dict, optional
         ``{"sd_time_s", "ar_time_s", "sd_tokens", "ar_tokens"}``, each a list over prompts: the
-        measured walltimes of SD and of autoregressive decoding.
+        measured walltimes of SD and of autoregressive decoding; optional ``"chunk"`` (the batch
+        each prompt was timed in): the interval resamples batches (none with one batch).
     profile : dict, optional
         ``{"target_s": [t(1), ..., t(gamma+1)], "draft_s": t_d}`` from ``real_models.profile``:
         seconds of one target call on k new tokens with cache, and of one draft step.
@@ -325,8 +326,18 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
         sd_n = np.asarray(timing["sd_tokens"], dtype=np.float64)
         ar_n = np.asarray(timing["ar_tokens"], dtype=np.float64)
         measured = (ar_t.sum() / ar_n.sum()) / (sd_t.sum() / sd_n.sum())
-        mb = (W @ ar_t / (W @ ar_n)) / (W @ sd_t / (W @ sd_n))
-        sp = {"measured": float(measured), "ci": _ci(mb, level)}
+        # prompts timed in one batch share its time: resample batches, not prompts
+        chunk = np.asarray(timing.get("chunk", np.arange(n)))
+        ids_, inv = np.unique(chunk, return_inverse=True)
+        k = ids_.shape[0]
+        if k >= 2:
+            Wc = rng.multinomial(k, np.full(k, 1.0 / k), size=int(n_boot)).astype(np.float64)
+            Wp = Wc[:, inv]
+            mb = (Wp @ ar_t / (Wp @ ar_n)) / (Wp @ sd_t / (Wp @ sd_n))
+            ci = _ci(mb, level)
+        else:
+            mb, ci = np.full(1, measured), [None, None]
+        sp = {"measured": float(measured), "ci": ci, "timed_batches": int(k)}
         if profile is not None:
             t = np.asarray(profile["target_s"], dtype=np.float64)
             td = float(profile["draft_s"])
@@ -340,8 +351,7 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
                 "c": c, "leviathan": float(lev), "profile": prof,
                 "verify_cost_ratio": float(tg / t[0]),
                 "ratio_leviathan": float(lev / measured), "ratio_profile": prof / measured,
-                "ratio_profile_ci": _ci(float(pt["positional"]) * t[0] / (tg + gamma * td) / mb,
-                                        level),
+                "ratio_profile_ci": _ci(prof / mb, level) if ci[0] is not None else [None, None],
                 "within_leviathan": bool(0.8 <= lev / measured <= 1.25),
                 "within_profile": bool(0.8 <= prof / measured <= 1.25)})
         out["speedup"] = sp
@@ -672,6 +682,7 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
     if measure_ar:
         timing = {k: [r[k] for r in rows] for k in ("sd_time_s", "ar_time_s", "sd_tokens",
                                                     "ar_tokens")}
+        timing["chunk"] = [r["chunk"][0] for r in rows]
     records = [r["records"] for r in rows]
     sur_out = None
     if surrogate_states and len(rows) >= 2 and hasattr(target, "model"):
