@@ -192,6 +192,21 @@ def test_speedup_scoring_with_a_cost_profile(summaries):
     assert sp["within_profile"] == (0.8 <= sp["profile"] / 2.0 <= 1.25)
 
 
+def test_speedup_interval_resamples_timed_batches(summaries):
+    n = len(summaries)
+    base = {"sd_tokens": [T] * n, "ar_tokens": [T] * n}
+    one = score(summaries, GAMMA, n_boot=50, timing={**base, "sd_time_s": [1.0] * n,
+                                                     "ar_time_s": [2.0] * n, "chunk": [0] * n})
+    assert one["speedup"]["ci"] == [None, None] and one["speedup"]["timed_batches"] == 1
+    sd = [1.0 + (i % 3) for i in range(n)]  # three batches with different speeds
+    three = score(summaries, GAMMA, n_boot=400, timing={**base, "sd_time_s": sd,
+                                                        "ar_time_s": [2.0] * n,
+                                                        "chunk": [i % 3 for i in range(n)]})
+    lo, hi = three["speedup"]["ci"]
+    assert three["speedup"]["timed_batches"] == 3
+    assert 2 / 3 <= lo < three["speedup"]["measured"] < hi <= 2.0
+
+
 def test_bad_records_and_inputs_raise():
     rec = {"prompt": 0, "index": 0, "token": 1, "kind": "recovered", "block": 0,
            "pos_in_block": 0, "tv": None, "rejection_prob": None, "entropy_p": 1.0}
