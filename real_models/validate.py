@@ -27,8 +27,11 @@ Files written by ``run_validate(out=DIR)`` (figures 9-11 read them)
                         "text", "records", "sd_time_s", "sd_tokens", "ar_time_s",
                         "ar_tokens", "chunk", "summary"}`` (``summary`` is
                         :func:`prompt_summary`; times of a batch are shared out by tokens).
-``DIR/summary.json``    ``{"inputs": {...}, "profile": {...} | None, "score": score(...),
-                        "surrogate": {...} | None, "table": str}``; ``score`` holds
+``DIR/summary.json``    ``{"inputs": {...}, "environment": {...}, "profile": {...} | None,
+                        "score": score(...), "surrogate": {"S", "fit", "prediction",
+                        "held_out": {S, surrogate, surrogate_rel_error, iid, iid_rel_error,
+                        positional_train, positional_rel_error, observed, observed_ci}} |
+                        None, "table": str}``; ``score`` holds
                         ``rejections`` {observed, expected, z_pooled, z_per_prompt, z_mean,
                         z_sd, ks_pvalue, shapiro_pvalue, looks_standard_normal, ...},
                         ``alpha`` {value, ci}, ``tokens_per_call`` {observed, sem, ci,
@@ -36,7 +39,11 @@ Files written by ``run_validate(out=DIR)`` (figures 9-11 read them)
                         positional, surrogate?}, ``predictions`` {iid|positional|surrogate:
                         {tokens_per_call, ratio, ratio_ci}}, ``closest``,
                         ``acceptance_by_phase`` {value, count}, ``entropy`` {accepted, rejected},
-                        ``speedup`` {measured, ci, leviathan, profile, ratio_*, within_*}.
+                        ``speedup`` {measured, ci, timed_batches, c, leviathan, profile,
+                        verify_cost_ratio, ratio_leviathan, ratio_profile, within_leviathan,
+                        within_profile}.
+``DIR/profile.json``    ``real_models.profile.cost_profile`` + environment + inputs (measured
+                        once per directory; a resume reuses it).
 ``DIR/summary.txt``     the table printed to stdout.
 ``DIR/blocks.png``      block-length pmf, observed vs (a), (b), (c).
 ``DIR/zscores.png``     per-prompt z against N(0, 1) (histogram and QQ).
