@@ -26,7 +26,8 @@ sub-row of prompt ``b`` is replaced by a sub-row whose drafts carry the accepted
 ``scdsim.exact.markov``: ``batch="first"`` verifies the ``M`` drafts with ``rule`` at the first
 position of a block only and then follows the accepted draft with ``rule.with_drafts(1)``;
 ``batch="tree"`` keeps every draft consistent with the accepted prefix alive and verifies the
-``m`` alive ones with ``rule.with_drafts(m)`` at each depth.
+``m`` alive ones with ``rule.with_drafts(m)`` at each depth. (The price of this simplicity:
+the prefix is stored and the drafts are scored M times, no shared-prefix tree attention.)
 
 A block for one prompt: budget ``g = min(gamma, tokens left)`` (n-gram drafts: the proposal's
 length); the draft proposes ``g`` tokens per sub-row (``q_k``: the warped draft law each token
@@ -36,12 +37,19 @@ accepted iff ``u < a(x)`` with ``a = rule.acceptances(p_k, q_k)`` (``u`` in [0, 
 token with ``a = 0`` is never accepted and ``a = 1`` always is); on rejection the token is drawn
 from ``rule.residual(p_k, q_k)`` and the block ends; after ``g`` acceptances a bonus token is
 drawn from ``rule.bonus(p_g)``. EOS or the length limit ends the row inside the block (no bonus
-after EOS). Acceptance arithmetic is float64.
+after EOS). Acceptance arithmetic is float64. Verification runs depth by depth across the
+prompts of the batch: at depth ``k`` the prompts with ``m`` drafts alive are verified together
+by one call of ``rule.with_drafts(m)`` on their stacked ``(p_k, q_k)`` rows.
 
 Randomness: each prompt has its own ``torch.Generator``; every block draws the same number of
 float64 uniforms from it, up front (``2 gamma M + 2``: draft draws, acceptance tests, residual,
 bonus), whatever happens in the block, so a row's tokens depend on its own stream and history
-only, never on the batch it ran in.
+only, never on the batch it ran in. Drafts, acceptance tests and positions use distinct
+uniforms; the one residual and one bonus uniform of a block are shared by its positions, which
+is safe because a block emits at most one recovered or bonus token.
+
+Records (``real_models.results``): one per emitted token with its kind, block, position in
+block, accepted draft, TV(p, q), entropies and the rule's own rejection probability there.
 """
 
 from __future__ import annotations
@@ -112,11 +120,8 @@ class _KV:
         R = len(toks)
         lens = torch.tensor([len(t) for t in toks], dtype=torch.long, device=self.device)
         n = int(lens.max())
-        ids = torch.zeros((R, n), dtype=torch.long)
-        for i, t in enumerate(toks):
-            if t:
-                ids[i, :len(t)] = torch.as_tensor(t, dtype=torch.long)
-        ids = ids.to(self.device)
+        ids = torch.tensor([list(t) + [0] * (n - len(t)) for t in toks], dtype=torch.long,
+                           device=self.device)
         ar = torch.arange(n, device=self.device)
         position_ids = self.pos[:, None] + ar[None, :]
         attn = torch.cat([self.mask, torch.ones((R, n), dtype=torch.bool, device=self.device)], 1)
@@ -138,11 +143,12 @@ class _KV:
 
     def drop_last(self, counts):
         """Mark the last ``counts[i]`` live slots of row ``i`` dead (rollback of rejected drafts)."""
-        for i, k in enumerate(counts):
-            if k > 0:
-                live = torch.nonzero(self.mask[i]).flatten()
-                self.mask[i, live[-k:]] = False
-                self.pos[i] -= k
+        k = torch.as_tensor(counts, dtype=torch.long, device=self.device)
+        if not bool((k > 0).any()):
+            return
+        from_right = self.mask.flip(1).long().cumsum(1).flip(1)  # live slots at or after s
+        self.mask = self.mask & (from_right > k[:, None])
+        self.pos = self.pos - k
 
     def select(self, index):
         """Keep rows ``index`` (a 1-D long tensor; repeats copy a row)."""
@@ -305,6 +311,9 @@ class Engine:
                 budget.append(g)
                 U.append(torch.rand(2 * gamma * M + 2, generator=rngs[b], dtype=torch.float64))
             G = max(budget)
+            Ut = torch.stack(U)  # (nA, 2 gamma M + 2)
+            sub_row = torch.arange(nA * M) // M
+            sub_j = torch.arange(nA * M) % M
             # ---- drafting: D (rows, G) tokens, Q (rows, G, V) laws, A amateur logits
             rows = nA * M
             D = torch.zeros((rows, G), dtype=torch.long)
@@ -332,7 +341,7 @@ class Engine:
                     alog.append(lg)
                     if k < G:
                         q = self.draft_law(lg)
-                        u = torch.stack([U[r // M][k * M + r % M] for r in range(rows)])
+                        u = Ut[sub_row, k * M + sub_j]
                         D[:, k] = _laws.draw(q, u)
                         Q[:, k] = q
                         qr.append(self.rule_q(q, lg))
@@ -359,7 +368,7 @@ class Engine:
             else:
                 P = self.target_law(tl, None)
             # ---- verification, depth by depth across prompts (the rule on the engine's tensors)
-            U = torch.stack(U).numpy()  # (nA, 2 gamma M + 2)
+            U = Ut.numpy()
             results = self._verify_block(active, budget, D.numpy(), P, Q, Qrule, U, out, recs,
                                          calls, blocks)
             select = []

@@ -179,6 +179,19 @@ class GenerationResult:
     def sem_draft_tokens(self) -> float:
         return _mean_sem(self.draft_tokens or [])[1]
 
+    @property
+    def acceptance_by_phase(self) -> np.ndarray:
+        """Conditional acceptance rate at draft position ``k`` of a block (index ``k``): accepted
+        over verified positions with ``pos_in_block == k`` (NaN where none was verified)."""
+        K = 1 + max((x["pos_in_block"] for r in self.records for x in r), default=0)
+        acc, ver = np.zeros(K), np.zeros(K)
+        for r in self.records:
+            for x in r:
+                if x["kind"] in ("accepted", "recovered"):
+                    ver[x["pos_in_block"]] += 1
+                    acc[x["pos_in_block"]] += x["kind"] == "accepted"
+        return np.divide(acc, ver, out=np.full(K, np.nan), where=ver > 0)
+
     def speedup(self, c):
         """Leviathan's walltime model at cost ratio ``c``: ``T / (calls + c drafts)`` per
         sequence against autoregressive decoding (``T`` calls), as a ratio of means.
@@ -220,6 +233,8 @@ class GenerationResult:
             "tokens_per_call": self.tokens_per_call,
             "sem_tokens_per_call": self.sem_tokens_per_call,
             "block_length_pmf": self.block_length_pmf,
+            "position_rejection": self.position_rejection,
+            "acceptance_by_phase": self.acceptance_by_phase,
             "draft_tokens": self.draft_tokens,
         })
 

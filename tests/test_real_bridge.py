@@ -84,6 +84,9 @@ def test_engine_matches_exact_law_rejections_and_calls(name, T, rule, gamma, bat
                 "target calls")
     assert_mean(res.tokens_per_call, res.sem_tokens_per_call, stats.tokens_per_call,
                 "tokens per call")
+    for n, pr in enumerate(exact.position_rejection(pair, rule, T, gamma, batch)):
+        assert_mean(res.position_rejection[n], np.sqrt(pr * (1 - pr) / N), pr,
+                    f"position {n} rejection")
     # records agree with the counts they summarise
     assert res.rejections.sum() == sum(x["kind"] == "recovered" for r in res.records for x in r)
     assert all(r[-1]["target_calls"] == r[-1]["block"] + 1 for r in res.records)
