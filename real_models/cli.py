@@ -6,10 +6,11 @@ autoregressive decoding of the same prompts, measures a cost profile, fits a Mar
 and writes ``summary.json``, ``summary.txt`` and PNG plots into ``--out`` (see
 ``real_models.validate`` for the fields). Presets:
 
-``--preset quick``  smollm2-135m, draft early-exit:8, lossless, gamma 4, 6 built-in prompts
-                    (2 prose, 2 chat, 2 code), 32 new tokens: a few minutes on 2 CPU cores.
+``--preset quick``  smollm2-135m, draft early-exit:8, lossless, gamma 3, 4 built-in prompts
+                    (prose, chat, 2 code) in one batch, 16 new tokens, surrogate S in {1, 2}:
+                    sized to stay well under 10 minutes on 2 busy CPU cores.
 ``--preset full``   the same pair, the 12 built-in prompts and 20 HumanEval prompts, 96 new
-                    tokens, surrogate states 1..16.
+                    tokens, batches of 4, surrogate states 1..16.
 Explicit flags override the preset.
 """
 
@@ -21,15 +22,18 @@ import sys
 __all__ = ["build_parser", "main", "PRESETS", "parse_contrast"]
 
 PRESETS = {
-    "quick": dict(target="smollm2-135m", draft="early-exit:8", rule="lossless", gamma=4, M=1,
-                  batch="first", prompts="quick", max_new_tokens=32, temperature=1.0,
-                  surrogate_states="1,2,4,8", boot=2000),
+    "quick": dict(target="smollm2-135m", draft="early-exit:8", rule="lossless", gamma=3, M=1,
+                  batch="first", prompts="quick", max_new_tokens=16, temperature=1.0,
+                  surrogate_states="1,2", boot=1000, profile_repeats=3,
+                  batch_size=4),
     "full": dict(target="smollm2-135m", draft="early-exit:8", rule="lossless", gamma=4, M=1,
                  batch="first", prompts="builtin+humaneval:20", max_new_tokens=96,
-                 temperature=1.0, surrogate_states="1,2,4,8,16", boot=4000),
+                 temperature=1.0, surrogate_states="1,2,4,8,16", boot=4000, profile_repeats=7,
+                 batch_size=4),
 }
 DEFAULTS = dict(rule="lossless", gamma=4, M=1, batch="first", prompts="builtin",
-                max_new_tokens=48, temperature=1.0, surrogate_states="1,2,4,8", boot=2000)
+                max_new_tokens=48, temperature=1.0, surrogate_states="1,2,4,8", boot=2000,
+                profile_repeats=5, batch_size=1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,8 +64,12 @@ def build_parser(prog="scdsim validate"):
     ap.add_argument("--surrogate-states", dest="surrogate_states",
                     help="comma-separated state counts of the Markov surrogate ('' to skip)")
     ap.add_argument("--boot", type=int, help="bootstrap resamples over prompts")
+    ap.add_argument("--batch-size", type=int, dest="batch_size",
+                    help="prompts per engine call (SD and autoregressive alike)")
     ap.add_argument("--no-ar", action="store_true", help="skip the autoregressive timing")
     ap.add_argument("--no-profile", action="store_true", help="skip the cost profile")
+    ap.add_argument("--profile-repeats", type=int, dest="profile_repeats",
+                    help="timings per point of the cost profile")
     ap.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", required=True, help="output directory (resumes if it has a log)")
@@ -92,7 +100,7 @@ def _prompts(spec):
     if spec == "quick":
         from real_models.prompts import BUILTIN
 
-        keep = {"prose-0", "prose-1", "chat-0", "chat-1", "code-0", "code-1"}
+        keep = {"prose-0", "chat-0", "code-0", "code-1"}
         return [{"id": i, "text": t, "kind": k} for i, k, t in BUILTIN if i in keep]
     out = []
     for part in spec.split("+"):
@@ -118,6 +126,10 @@ def resolve(args):
         raise ValueError(f"--max-new-tokens must be >= 1, got {cfg['max_new_tokens']}")
     if cfg["temperature"] < 0:
         raise ValueError(f"--temperature must be >= 0, got {cfg['temperature']}")
+    if cfg["batch_size"] < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {cfg['batch_size']}")
+    if cfg["profile_repeats"] < 1:
+        raise ValueError(f"--profile-repeats must be >= 1, got {cfg['profile_repeats']}")
     if cfg["boot"] < 10:
         raise ValueError(f"--boot must be >= 10, got {cfg['boot']}")
     try:
@@ -158,8 +170,9 @@ def cmd_validate(args):
         target, draft, rule, cfg["gamma"], prompts=prompts, out=cfg["out"], M=cfg["M"],
         batch=cfg["batch"], max_new_tokens=cfg["max_new_tokens"], warp=warp,
         contrast=cfg["contrast"], seed=cfg["seed"], measure_ar=not cfg["no_ar"],
-        profile=not cfg["no_profile"], surrogate_states=cfg["surrogate_states"],
-        n_boot=cfg["boot"], progress=False if cfg["no_progress"] else None, inputs=inputs)
+        profile=not cfg["no_profile"], profile_repeats=cfg["profile_repeats"],
+        surrogate_states=cfg["surrogate_states"],
+        n_boot=cfg["boot"], batch_size=cfg["batch_size"], progress=False if cfg["no_progress"] else None, inputs=inputs)
     print(f"target {target.name}, draft {cfg['draft']}, rule {cfg['rule']}, gamma {cfg['gamma']}"
           f", M {cfg['M']} ({cfg['batch']}), {len(prompts)} prompts x {cfg['max_new_tokens']} "
           f"new tokens, seed {cfg['seed']}")

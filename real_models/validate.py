@@ -23,11 +23,15 @@ Intervals: bootstrap over prompts (percentile, 95 %) and s.e. over prompts.
 Files written by ``run_validate(out=DIR)`` (figures 9-11 read them)
 -------------------------------------------------------------------
 ``DIR/prompts.jsonl``   first line ``{"header": inputs}``; then one line per prompt, written as
-                        it finishes: ``{"prompt", "text_prompt", "tokens", "text", "records",
-                        "sd_time_s", "ar_time_s", "ar_tokens", "summary"}`` (``summary`` is
-                        :func:`prompt_summary`).
-``DIR/summary.json``    ``{"inputs": {...}, "profile": {...} | None, "score": score(...),
-                        "surrogate": {...} | None, "table": str}``; ``score`` holds
+                        it finishes: ``{"prompt", "id", "kind", "text_prompt", "tokens",
+                        "text", "records", "sd_time_s", "sd_tokens", "ar_time_s",
+                        "ar_tokens", "chunk", "summary"}`` (``summary`` is
+                        :func:`prompt_summary`; times of a batch are shared out by tokens).
+``DIR/summary.json``    ``{"inputs": {...}, "environment": {...}, "profile": {...} | None,
+                        "score": score(...), "surrogate": {"S", "fit", "prediction",
+                        "held_out": {S, surrogate, surrogate_rel_error, iid, iid_rel_error,
+                        positional_train, positional_rel_error, observed, observed_ci}} |
+                        None, "table": str}``; ``score`` holds
                         ``rejections`` {observed, expected, z_pooled, z_per_prompt, z_mean,
                         z_sd, ks_pvalue, shapiro_pvalue, looks_standard_normal, ...},
                         ``alpha`` {value, ci}, ``tokens_per_call`` {observed, sem, ci,
@@ -35,7 +39,11 @@ Files written by ``run_validate(out=DIR)`` (figures 9-11 read them)
                         positional, surrogate?}, ``predictions`` {iid|positional|surrogate:
                         {tokens_per_call, ratio, ratio_ci}}, ``closest``,
                         ``acceptance_by_phase`` {value, count}, ``entropy`` {accepted, rejected},
-                        ``speedup`` {measured, ci, leviathan, profile, ratio_*, within_*}.
+                        ``speedup`` {measured, ci, timed_batches, c, leviathan, profile,
+                        verify_cost_ratio, ratio_leviathan, ratio_profile, within_leviathan,
+                        within_profile}.
+``DIR/profile.json``    ``real_models.profile.cost_profile`` + environment + inputs (measured
+                        once per directory; a resume reuses it).
 ``DIR/summary.txt``     the table printed to stdout.
 ``DIR/blocks.png``      block-length pmf, observed vs (a), (b), (c).
 ``DIR/zscores.png``     per-prompt z against N(0, 1) (histogram and QQ).
@@ -233,7 +241,8 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
         ``{"tokens_per_call": float, "block_length_pmf": list}`` from ``real_models.surrogate``.
     timing : dict, optional
         ``{"sd_time_s", "ar_time_s", "sd_tokens", "ar_tokens"}``, each a list over prompts: the
-        measured walltimes of SD and of autoregressive decoding.
+        measured walltimes of SD and of autoregressive decoding; optional ``"chunk"`` (the batch
+        each prompt was timed in): the interval resamples batches (none with one batch).
     profile : dict, optional
         ``{"target_s": [t(1), ..., t(gamma+1)], "draft_s": t_d}`` from ``real_models.profile``:
         seconds of one target call on k new tokens with cache, and of one draft step.
@@ -324,8 +333,18 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
         sd_n = np.asarray(timing["sd_tokens"], dtype=np.float64)
         ar_n = np.asarray(timing["ar_tokens"], dtype=np.float64)
         measured = (ar_t.sum() / ar_n.sum()) / (sd_t.sum() / sd_n.sum())
-        mb = (W @ ar_t / (W @ ar_n)) / (W @ sd_t / (W @ sd_n))
-        sp = {"measured": float(measured), "ci": _ci(mb, level)}
+        # prompts timed in one batch share its time: resample batches, not prompts
+        chunk = np.asarray(timing.get("chunk", np.arange(n)))
+        ids_, inv = np.unique(chunk, return_inverse=True)
+        k = ids_.shape[0]
+        if k >= 2:
+            Wc = rng.multinomial(k, np.full(k, 1.0 / k), size=int(n_boot)).astype(np.float64)
+            Wp = Wc[:, inv]
+            mb = (Wp @ ar_t / (Wp @ ar_n)) / (Wp @ sd_t / (Wp @ sd_n))
+            ci = _ci(mb, level)
+        else:
+            mb, ci = np.full(1, measured), [None, None]
+        sp = {"measured": float(measured), "ci": ci, "timed_batches": int(k)}
         if profile is not None:
             t = np.asarray(profile["target_s"], dtype=np.float64)
             td = float(profile["draft_s"])
@@ -339,8 +358,7 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
                 "c": c, "leviathan": float(lev), "profile": prof,
                 "verify_cost_ratio": float(tg / t[0]),
                 "ratio_leviathan": float(lev / measured), "ratio_profile": prof / measured,
-                "ratio_profile_ci": _ci(float(pt["positional"]) * t[0] / (tg + gamma * td) / mb,
-                                        level),
+                "ratio_profile_ci": _ci(prof / mb, level) if ci[0] is not None else [None, None],
                 "within_leviathan": bool(0.8 <= lev / measured <= 1.25),
                 "within_profile": bool(0.8 <= prof / measured <= 1.25)})
         out["speedup"] = sp
@@ -526,7 +544,8 @@ def _rule_name(rule):
 
 def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first",
                  max_new_tokens=48, warp=None, contrast=None, seed=0, measure_ar=True,
-                 profile=True, surrogate_states=(1, 2, 4, 8), n_boot=2000, progress=None,
+                 profile=True, profile_repeats=5, surrogate_states=(1, 2, 4, 8), n_boot=2000,
+                 batch_size=1, progress=None,
                  inputs=None, _interrupt_after=None):
     """Run SD prompt by prompt, log each as it finishes, then score and write the summary.
 
@@ -541,7 +560,10 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
     warp : dict of temperature, top_k, top_p, min_p, epsilon;  contrast : SCD parameters
     seed : prompt i uses the stream ``seed + i`` (SD and the autoregressive baseline alike)
     measure_ar : also time autoregressive decoding of the same prompts (for the speedup)
+    batch_size : prompts per engine call (SD and the autoregressive baseline alike); each
+        prompt's line is written when its batch finishes, with the batch's time shared out
     profile : measure the cost profile once (kept in ``profile.json`` across resumes)
+    profile_repeats : timings per point of the profile (medians are used)
     surrogate_states : state counts of the Markov surrogate (k-means on the target's last
         hidden state); ``()`` to skip
     inputs : dict, optional; what made the run (model names, specs), stored in every file
@@ -564,6 +586,8 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
     gamma = int(gamma)
     if gamma < 1:
         raise ValueError(f"gamma must be >= 1, got {gamma}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     items = []
     for i, p in enumerate(prompts):
         if isinstance(p, dict):
@@ -586,7 +610,7 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         "rule": _rule_name(rule), "gamma": gamma, "M": int(M), "batch": batch,
         "max_new_tokens": int(max_new_tokens), "warp": warp, "contrast": contrast,
         "seed": int(seed), "prompt_ids": [it["id"] for it in items],
-        "measure_ar": bool(measure_ar),
+        "measure_ar": bool(measure_ar), "batch_size": int(batch_size),
     }
     log = JsonlLog(out / "prompts.jsonl", key="prompt", header=header)
     env = environment(target.device)
@@ -605,28 +629,45 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
 
     bar = tqdm(total=len(items), initial=len(items) - len(todo), disable=not progress,
                desc="validate", unit="prompt")
-    for done, i in enumerate(todo):
+    done = 0
+    for c0 in range(0, len(todo), batch_size):
+        chunk = todo[c0:c0 + batch_size]
+        # one engine call per chunk; a row's tokens depend on its own stream only, so the
+        # records do not depend on how prompts were grouped (a resume may regroup them)
         t0 = time.perf_counter()
-        res = generate(target, [ids[i]], draft=draft, rule=rule, gamma=gamma, M=M, batch=batch,
-                       contrast=contrast, rng=[torch.Generator().manual_seed(seed + i)], **common)
+        res = generate(target, [ids[i] for i in chunk], draft=draft, rule=rule, gamma=gamma,
+                       M=M, batch=batch, contrast=contrast,
+                       rng=[torch.Generator().manual_seed(seed + i) for i in chunk], **common)
         sd_t = time.perf_counter() - t0
-        recs = [{**r, "prompt": i} for r in res.records[0]]
-        row = {"prompt": i, "id": items[i]["id"], "kind": items[i].get("kind"),
-               "text_prompt": items[i].get("text"), "prompt_len": len(ids[i]),
-               "tokens": list(res.tokens[0]), "text": res.text[0] if res.text else None,
-               "records": recs, "sd_time_s": sd_t, "sd_tokens": len(res.tokens[0]),
-               "draft_tokens": res.draft_tokens[0] if res.draft_tokens else None}
+        ar = None
         if measure_ar:
             t0 = time.perf_counter()
-            ar = generate(target, [ids[i]], rng=[torch.Generator().manual_seed(seed + i)],
+            ar = generate(target, [ids[i] for i in chunk],
+                          rng=[torch.Generator().manual_seed(seed + i) for i in chunk],
                           amateur=draft if contrast else None, contrast=contrast, **common)
-            row.update(ar_time_s=time.perf_counter() - t0, ar_tokens=len(ar.tokens[0]))
-        row["summary"] = prompt_summary(recs, gamma)
-        log.append(row)
-        bar.update(1)
-        if _interrupt_after is not None and done + 1 >= _interrupt_after:
+            ar_t = time.perf_counter() - t0
+        sd_n = sum(len(x) for x in res.tokens)
+        for j, i in enumerate(chunk):
+            recs = [{**r, "prompt": i} for r in res.records[j]]
+            n_j = len(res.tokens[j])
+            row = {"prompt": i, "id": items[i]["id"], "kind": items[i].get("kind"),
+                   "text_prompt": items[i].get("text"), "prompt_len": len(ids[i]),
+                   "tokens": list(res.tokens[j]), "text": res.text[j] if res.text else None,
+                   "records": recs, "chunk": list(chunk), "chunk_sd_time_s": sd_t,
+                   # the chunk's time shared out in proportion to the tokens emitted
+                   "sd_time_s": sd_t * n_j / max(sd_n, 1), "sd_tokens": n_j,
+                   "draft_tokens": res.draft_tokens[j] if res.draft_tokens else None}
+            if ar is not None:
+                ar_n = sum(len(x) for x in ar.tokens)
+                row.update(chunk_ar_time_s=ar_t, ar_tokens=len(ar.tokens[j]),
+                           ar_time_s=ar_t * len(ar.tokens[j]) / max(ar_n, 1))
+            row["summary"] = prompt_summary(recs, gamma)
+            log.append(row)
+            bar.update(1)
+            done += 1
+        if _interrupt_after is not None and done >= _interrupt_after:
             bar.close()
-            raise KeyboardInterrupt(f"interrupted after {done + 1} prompts (test hook)")
+            raise KeyboardInterrupt(f"interrupted after {done} prompts (test hook)")
     bar.close()
     rows = [log.records[i] for i in range(len(items))]
 
@@ -641,12 +682,14 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
             from real_models.profile import cost_profile
 
             ctx = int(np.median([len(x) for x in ids])) + max_new_tokens // 2
-            prof = cost_profile(target, draft, gamma=gamma, context_len=ctx)
+            prof = cost_profile(target, draft, gamma=gamma, context_len=ctx,
+                                repeats=int(profile_repeats))
             write_json_atomic(prof_path, {**prof, "environment": env, "inputs": header})
     timing = None
     if measure_ar:
         timing = {k: [r[k] for r in rows] for k in ("sd_time_s", "ar_time_s", "sd_tokens",
                                                     "ar_tokens")}
+        timing["chunk"] = [r["chunk"][0] for r in rows]
     records = [r["records"] for r in rows]
     sur_out = None
     if surrogate_states and len(rows) >= 2 and hasattr(target, "model"):

@@ -24,6 +24,21 @@ from real_models.validate import (
 from scdsim import block_stats, chains, cost, expected_rejections, rules
 
 Z = 4.89  # two-sided normal quantile at 1e-6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models on a shared CPU: intra-op threads only contend; results do not depend on
+    the thread count."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 GAMMA, T, N = 3, 100, 300
 
 
@@ -177,6 +192,21 @@ def test_speedup_scoring_with_a_cost_profile(summaries):
     assert sp["within_profile"] == (0.8 <= sp["profile"] / 2.0 <= 1.25)
 
 
+def test_speedup_interval_resamples_timed_batches(summaries):
+    n = len(summaries)
+    base = {"sd_tokens": [T] * n, "ar_tokens": [T] * n}
+    one = score(summaries, GAMMA, n_boot=50, timing={**base, "sd_time_s": [1.0] * n,
+                                                     "ar_time_s": [2.0] * n, "chunk": [0] * n})
+    assert one["speedup"]["ci"] == [None, None] and one["speedup"]["timed_batches"] == 1
+    sd = [1.0 + (i % 3) for i in range(n)]  # three batches with different speeds
+    three = score(summaries, GAMMA, n_boot=400, timing={**base, "sd_time_s": sd,
+                                                        "ar_time_s": [2.0] * n,
+                                                        "chunk": [i % 3 for i in range(n)]})
+    lo, hi = three["speedup"]["ci"]
+    assert three["speedup"]["timed_batches"] == 3
+    assert 2 / 3 <= lo < three["speedup"]["measured"] < hi <= 2.0
+
+
 def test_bad_records_and_inputs_raise():
     rec = {"prompt": 0, "index": 0, "token": 1, "kind": "recovered", "block": 0,
            "pos_in_block": 0, "tv": None, "rejection_prob": None, "entropy_p": 1.0}
@@ -253,15 +283,15 @@ def _strip_timing(sc):
 
 @pytest.mark.torch
 def test_resume_after_an_interruption_gives_the_uninterrupted_summary(tmp_path):
-    """Stop after 2 of 5 prompts with a torn last line, resume: the prompts log holds each
-    prompt once with the same records, and the summary equals the uninterrupted run's (all
-    but the wall-clock speedup, which is measured anew)."""
+    """Stop after 2 of 5 prompts (batches of 2) with a torn last line, resume: the prompts log
+    holds each prompt once with the same records, and the summary equals the uninterrupted
+    run's (all but the wall-clock speedup, which is measured anew)."""
     from real_models.validate import run_validate
 
     pytest.importorskip("torch")
     t, d = _tiny_pair()
     prompts = [[i % 32, (3 * i + 1) % 32] for i in range(5)]
-    kw = dict(prompts=prompts, max_new_tokens=12, seed=7, profile=False,
+    kw = dict(prompts=prompts, max_new_tokens=10, seed=7, profile=False, batch_size=2,
               surrogate_states=(1, 2), n_boot=200, progress=False)
     full = run_validate(t, d, rules.lossless, 3, out=tmp_path / "a", **kw)
     with pytest.raises(KeyboardInterrupt):
@@ -365,3 +395,80 @@ def test_scdsim_cli_lists_and_dispatches_validate(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "validate" in capsys.readouterr().out
+
+
+@pytest.mark.torch
+def test_cost_profile_measures_every_block_size_and_the_draft():
+    from real_models.profile import cost_profile
+
+    t, d = _tiny_pair()
+    prof = cost_profile(t, d, gamma=3, context_len=8, repeats=2)
+    assert len(prof["target_s"]) == 4 and all(x > 0 for x in prof["target_s"])
+    assert all(lo <= m <= hi for lo, m, hi in zip(prof["target_min_s"], prof["target_s"],
+                                                   prof["target_max_s"]))
+    np.testing.assert_allclose(prof["c"], prof["draft_s"] / prof["target_s"][0], rtol=1e-12)
+    assert prof["draft_kind"] == "model"
+
+    class Lookup:
+        def propose(self, context, k):
+            return []
+
+    assert cost_profile(t, Lookup(), gamma=2, context_len=4, repeats=2)["draft_kind"] == "ngram"
+    with pytest.raises(ValueError, match="repeats"):
+        cost_profile(t, d, repeats=0)
+
+
+# ---- studies at smoke size (tiny random models) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("studies")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["draft_gallery", "entropy", "multidraft", "over_accept", "scd"])
+def test_every_study_runs_at_smoke_size_and_writes_json_and_png(name, smoke_dir):
+    import json
+
+    from real_models.studies import run_study
+
+    data = run_study(name, "smoke", smoke_dir)
+    saved = json.loads((smoke_dir / f"{name}.json").read_text())
+    assert saved["study"] == name and saved["size"] == "smoke" and saved["rows"]
+    assert {"torch", "numpy"} <= set(saved["environment"])
+    assert (smoke_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    rows = data["rows"]
+    if name == "over_accept":
+        # Yin et al. Thm 5 on the realised laws: Decoding-OPT sits exactly on the front
+        # P(reject) + TV(step law, p) = TV(p, q), position by position, hence on average;
+        # Decoding-UNO on or above it; lossless has no bias
+        for r in rows:
+            gap = r["rejection_prob_all_positions"] + r["bias_tv"] - r["mean_tv"]
+            if r["resample"] in ("OPT", "lossless"):
+                assert abs(gap) < 1e-9
+            else:
+                assert gap > -1e-9
+        lossless = [r["bias_tv"] for r in rows if r["resample"] == "lossless"]
+        assert len(lossless) == 1 and abs(lossless[0]) < 1e-12
+    if name == "multidraft":
+        m1 = [r for r in rows if r["M"] == 1]  # one draft: the two readings are one process
+        assert m1[0]["mean_rejections"] == m1[1]["mean_rejections"]
+        np.testing.assert_allclose(m1[0]["expected_rejections"], m1[1]["expected_rejections"],
+                                   rtol=1e-12)
+    if name == "draft_gallery":
+        for r in rows:
+            np.testing.assert_allclose(r["speedup_leviathan"],
+                                       cost.speedup(r["alpha"], 2, r["c"]), rtol=1e-12)
+    if name == "scd":
+        assert [r["method"] for r in rows] == ["target", "SD", "CD", "SCD"]
+        assert all(0 < r["distinct_2"] <= 1 and r["perplexity"] > 1 for r in rows)
+
+
+def test_unknown_study_or_size_raise():
+    from real_models.studies import run_study
+
+    with pytest.raises(ValueError, match="study"):
+        run_study("nope")
+    with pytest.raises(ValueError, match="size"):
+        run_study("entropy", "medium")
