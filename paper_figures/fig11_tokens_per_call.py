@@ -83,6 +83,7 @@ def plot(data):
         st = series(i)
         axp.plot(np.arange(v.size), v, color=st["color"], marker=st["marker"],
                  linestyle=st["linestyle"], label=lab)
+    axp.set_xticks(np.arange(max(len(pm.get(k) or []) for k, _ in present)))
     axp.set_xlabel("tokens emitted per target call  j")
     axp.set_ylabel("fraction of target calls")
     axp.set_title(f"(b) block-length law, {r['label']}")

@@ -149,4 +149,6 @@ def find_or_make_runs(quick: bool):
             return [], ("no saved `scdsim validate` results, and SCDSIM_FIGURES_NO_VALIDATE=1 "
                         "forbids a quick validation run")
         dirs = quick_run()
-    return [load_run(d) for d in dirs], None
+    runs = [load_run(d) for d in dirs]
+    runs.sort(key=lambda r: (not run_label(r).startswith("SD "), run_label(r)))  # SD first
+    return runs, None
