@@ -33,6 +33,7 @@ __all__ = [
     "write_atomic", "save_figure", "new_figure", "styled", "figure_main", "running_mean",
 ]
 
+
 def style() -> dict:
     """The rcParams every figure is drawn with."""
     return {

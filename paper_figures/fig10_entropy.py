@@ -27,7 +27,7 @@ def compute(quick=False, use_cache=True):
         return {"skipped": reason}
     out = []
     for run in runs:
-        acc, rej, per_prompt = [], [], []
+        acc, rej, per_prompt = [], [], {"accepted": [], "rejected": []}
         for p in run["prompts"]:
             a = [r["entropy_p"] for r in p.get("records", [])
                  if r["kind"] == "accepted" and r.get("entropy_p") is not None]
@@ -35,8 +35,9 @@ def compute(quick=False, use_cache=True):
                  if r["kind"] == "recovered" and r.get("entropy_p") is not None]
             acc += a
             rej += b
-            if a and b:
-                per_prompt.append([float(np.mean(a)), float(np.mean(b))])
+            for kind, v in (("accepted", a), ("rejected", b)):
+                if v:  # a prompt's mean, over the prompts that have such tokens
+                    per_prompt[kind].append(float(np.mean(v)))
         out.append({"label": run_label(run), "accepted": acc, "rejected": rej,
                     "per_prompt": per_prompt})
     if not any(r["accepted"] or r["rejected"] for r in out):
@@ -59,9 +60,8 @@ def plot(data):
             if v.size:
                 ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6, color=st["color"],
                         linestyle=st["linestyle"], label=f"{r['label']}: {kind} ({v.size})")
-        pp = np.asarray(r["per_prompt"], dtype=float).reshape(-1, 2)
-        for j, kind in enumerate(("accepted", "rejected")):
-            col = pp[:, j]
+        for kind in ("accepted", "rejected"):
+            col = np.asarray(r["per_prompt"][kind], dtype=float)
             m = float(col.mean()) if col.size else np.nan
             se = float(col.std(ddof=1) / np.sqrt(col.size)) if col.size > 1 else np.nan
             labels.append(f"{r['label']}\n{kind}")
@@ -80,9 +80,13 @@ def plot(data):
     axm.set_xticks(np.arange(nr))
     axm.set_xticklabels([r["label"] for r in data["runs"]], fontsize=7)
     axm.set_xlim(-0.6, nr - 0.4)
+    lo = np.nanmin(np.asarray(means) - np.nan_to_num(cis))
+    hi = np.nanmax(np.asarray(means) + np.nan_to_num(cis))
+    pad = 0.1 * max(hi - lo, 0.2)
+    axm.set_ylim(lo - pad, hi + 3 * pad)
     axm.set_xlabel("validated run")
     axm.set_ylabel("mean entropy per prompt  (nats)")
-    axm.set_title("(b) means over prompts, 95 % interval")
+    axm.set_title("(b) mean of per-prompt means, 95 % interval")
     axm.legend(loc="best", fontsize=6.5)
     fig.suptitle(TITLE)
     return fig

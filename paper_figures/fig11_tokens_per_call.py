@@ -55,16 +55,18 @@ def plot(data):
     obs = [r["observed"] if r["observed"] is not None else np.nan for r in data["runs"]]
     lo = [o - r["ci"][0] if r["ci"] else 0 for o, r in zip(obs, data["runs"])]
     up = [r["ci"][1] - o if r["ci"] else 0 for o, r in zip(obs, data["runs"])]
-    ax.bar(x - 0.4 + w / 2, obs, width=w, color=series(0)["color"], yerr=[lo, up], capsize=3,
-           label="observed (95 % interval)")
+    bars = ax.bar(x - 0.4 + w / 2, obs, width=w, color=series(0)["color"], yerr=[lo, up],
+                  capsize=3, label="observed (95 % interval)")
+    ax.bar_label(bars, fmt="%.3f", fontsize=6.5, padding=2)
     hatches = ["///", "...", "xx"]
     top = np.nanmax(np.asarray(obs, dtype=float) + np.asarray(up, dtype=float))
     for k, (key, lab) in enumerate(present):
         vals = [r["predictions"].get(key) for r in data["runs"]]
         vals = [np.nan if v is None else v for v in vals]
         top = max(top, np.nanmax(np.asarray(vals, dtype=float)))
-        ax.bar(x - 0.4 + w * (k + 1.5), vals, width=w, color=series(k + 1)["color"],
-               hatch=hatches[k], edgecolor="black", label=lab)
+        bars = ax.bar(x - 0.4 + w * (k + 1.5), vals, width=w, color=series(k + 1)["color"],
+                      hatch=hatches[k], edgecolor="black", label=lab)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6.5, padding=2)
     ax.set_ylim(0, 1.4 * top)
     ax.set_xticks(x)
     ax.set_xticklabels([r["label"] for r in data["runs"]], fontsize=7)
@@ -81,6 +83,7 @@ def plot(data):
         st = series(i)
         axp.plot(np.arange(v.size), v, color=st["color"], marker=st["marker"],
                  linestyle=st["linestyle"], label=lab)
+    axp.set_xticks(np.arange(max(len(pm.get(k) or []) for k, _ in present)))
     axp.set_xlabel("tokens emitted per target call  j")
     axp.set_ylabel("fraction of target calls")
     axp.set_title(f"(b) block-length law, {r['label']}")

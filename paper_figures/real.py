@@ -9,7 +9,8 @@ line per prompt with its records and summary). Directories searched, in order:
 2. ``./results/validate`` (same rule).
 
 In ``--quick`` mode, when none is found and the real-model engine is installed, a small
-validation is run into the figure cache (``quick_run``).
+validation (SD and SCD) is run into the figure cache (``quick_run``), unless the environment
+variable ``SCDSIM_FIGURES_NO_VALIDATE`` is ``1``.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def run_label(run) -> str:
     if inp.get("M") not in (None, 1):
         label += f" M={inp['M']}"
     if inp.get("draft"):
-        label += f" ({inp['draft']})"
+        label += f" ({str(inp['draft']).split(' of ')[0]})"  # "early-exit:8 of smollm2-135m"
     return label
 
 
@@ -94,30 +95,43 @@ def engine_reason() -> str | None:
         return "the real-model engine (real_models.validate) is not installed"
     if not hasattr(validate, "run_validate"):
         return "real_models.validate has no run_validate yet (the real-model engine is incomplete)"
+    if importlib.util.find_spec("real_models.cli") is None:
+        return "the `scdsim validate` command (real_models.cli) is not installed"
     return None
 
 
-def quick_run(name="quick") -> list[Path]:
-    """Run a small validation (embedded model, a few prompts) into the cache; its directories."""
-    from real_models import validate
+#: The small validation of ``--quick`` mode: SD and SCD on the embedded model, 2 prompts of 16
+#: new tokens, no timing (``scdsim validate``'s flags; about ten minutes on 2 busy CPU cores).
+QUICK_RUNS = {
+    "sd": ["--preset", "quick", "--prompts", "prose:1+code:1", "--max-new-tokens", "16",
+           "--no-ar", "--no-profile", "--surrogate-states", "1,2", "--boot", "200",
+           "--no-progress"],
+    "scd": ["--preset", "quick", "--prompts", "prose:1+code:1", "--max-new-tokens", "16",
+            "--no-ar", "--no-profile", "--surrogate-states", "1,2", "--boot", "200",
+            "--contrast", "plausibility=0.1,contrast=0.5", "--no-progress"],
+}
 
-    out = cache_dir() / "validate" / name
-    if not (out / "summary.json").is_file():
-        validate.run_validate(**_quick_kwargs(validate, out))
-    return [out]
 
+def quick_run() -> list[Path]:
+    """Run the small validations of ``QUICK_RUNS`` into the cache (once); their directories.
 
-def _quick_kwargs(validate, out):
-    import inspect
+    Set ``SCDSIM_FIGURES_NO_VALIDATE=1`` to never run one (the figures are then skipped).
+    """
+    import contextlib
+    import io
 
-    params = inspect.signature(validate.run_validate).parameters
-    kw = {"out": str(out)}
-    if "preset" in params:
-        kw["preset"] = "quick"
-    for key, value in (("n_prompts", 4), ("max_new_tokens", 32), ("progress", False)):
-        if key in params:
-            kw[key] = value
-    return kw
+    from real_models.cli import main as validate_main
+
+    dirs = []
+    for name, argv in QUICK_RUNS.items():
+        out = cache_dir() / "validate" / name
+        if not (out / "summary.json").is_file():
+            with contextlib.redirect_stdout(io.StringIO()):
+                rc = validate_main(argv + ["--out", str(out)])
+            if rc != 0:
+                raise RuntimeError(f"scdsim validate {' '.join(argv)} exited with status {rc}")
+        dirs.append(out)
+    return dirs
 
 
 def find_or_make_runs(quick: bool):
@@ -131,5 +145,10 @@ def find_or_make_runs(quick: bool):
                         f"{DEFAULT_DIR}/quick`")
         if reason is not None:
             return [], f"no saved `scdsim validate` results and {reason}"
+        if os.environ.get("SCDSIM_FIGURES_NO_VALIDATE") == "1":
+            return [], ("no saved `scdsim validate` results, and SCDSIM_FIGURES_NO_VALIDATE=1 "
+                        "forbids a quick validation run")
         dirs = quick_run()
-    return [load_run(d) for d in dirs], None
+    runs = [load_run(d) for d in dirs]
+    runs.sort(key=lambda r: (not run_label(r).startswith("SD "), run_label(r)))  # SD first
+    return runs, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib
 
@@ -283,8 +284,11 @@ def test_palette_is_distinct_in_greyscale():
 
 
 def _cli(*args, cwd=None):
+    import os
+
+    env = {**os.environ, "SCDSIM_FIGURES_NO_VALIDATE": "1"}  # never a real-model run here
     return subprocess.run([sys.executable, "-m", "scdsim", "figures", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=600)
+                          capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
 
 
 @pytest.mark.parametrize("args, word", [(["--only", "fig99"], "fig99"),
@@ -314,12 +318,17 @@ def test_figures_cli_writes_png_and_pdf_and_reuses_the_cache(tmp_path):
     assert not list(out.glob("*.tmp")) and "2 figure(s) written" in r.stdout
 
 
-def test_real_model_figures_are_skipped_with_one_reason_or_drawn(tmp_path):
-    r = _cli("--quick", "--only", "9", "--out", str(tmp_path), "--cache-dir", str(tmp_path))
+def test_real_model_figures_are_skipped_with_one_reason_line_in_quick_mode(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "scdsim", "figures", "--quick", "--only", "9",
+                        "--out", str(tmp_path), "--cache-dir", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                       env={**__import__("os").environ, "SCDSIM_FIGURES_NO_VALIDATE": "1",
+                            "SCDSIM_VALIDATE_DIR": str(tmp_path / "none"),
+                            "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert r.returncode == 0, r.stderr
     line = [x for x in r.stdout.splitlines() if x.startswith("fig09")]
-    assert len(line) == 1
-    assert ("skipped:" in line[0]) or (tmp_path / "fig09_real_rejections.png").exists()
+    assert len(line) == 1 and "skipped: no saved `scdsim validate` results" in line[0]
+    assert not (tmp_path / "fig09_real_rejections.png").exists()
 
 
 def test_figure_names_resolve_from_number_prefix_slug_and_full_name():
