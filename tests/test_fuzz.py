@@ -505,3 +505,36 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
 
     assert main(["simulate", "--runs", "200", "--rule", "recursive:2"]) == 0
     assert capsys.readouterr().err == ""  # pytest's captured stderr is not a tty
+
+
+_SPEC_WORDS = ["lossless", "greedy", "recursive", "kseq", "optimal", "over_accept", "lenient",
+               "typical", "additive", "ratio", "target", "yin", "bernoulli", "uniform",
+               "dirichlet", "zipf", "nan", "inf", "-1", "0", "1", "2", "0.5", "1e-3", "", "x"]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.sampled_from(_SPEC_WORDS), min_size=1, max_size=5))
+def test_any_rule_spec_gives_a_rule_or_an_error_naming_the_flag(words):
+    from scdsim.cli import parse_rule
+
+    spec = ":".join(words)
+    try:
+        rule = parse_rule(spec)
+    except ValueError as e:
+        assert str(e).startswith(f"--rule {spec!r}")
+    else:
+        assert isinstance(rule, rules.Rule)
+
+
+@settings(max_examples=100)
+@given(st.lists(st.sampled_from(_SPEC_WORDS), min_size=1, max_size=4))
+def test_any_pair_spec_gives_a_pair_or_an_error_naming_the_flag(words):
+    from scdsim.cli import parse_pair
+
+    spec = ":".join(words)
+    try:
+        pair = parse_pair(spec)
+    except ValueError as e:
+        assert str(e).startswith(f"--pair {spec!r}")
+    else:
+        assert isinstance(pair, chains.MarkovPair)
