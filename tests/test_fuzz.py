@@ -288,7 +288,7 @@ def test_a_tiny_amateur_temperature_is_blamed_by_name_or_computed():
 def test_pareto_front_refuses_too_many_levels_naming_n_and_the_closed_form():
     with pytest.raises(ValueError, match=r"n=100000 .*max\(0, TV"):
         _timed(lp.pareto_front, P, Q, 10**5)
-    front = lp.pareto_front(P, Q, n=200)  # within the bound at V = 3
+    front = lp.pareto_front(P, Q, n=200)  # well within the bound at V = 3
     np.testing.assert_allclose(front.bias, np.maximum(0.0, TV_PQ - front.rejection), atol=1e-9)
 
 
