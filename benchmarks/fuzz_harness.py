@@ -10,6 +10,10 @@ Every case calls one public function on one hostile or edge input and is sorted 
 
 Usage: ``python benchmarks/fuzz_harness.py [--timeout 5] [--mem-gb 6] [--verbose]``. Prints a
 table per function and the totals; ``--verbose`` lists every non-clear, non-correct case.
+
+Measured on 2026-12-02 (1,172 cases; clear / correct / wrong / hang / unclear):
+main at b6838a8, before issue 8's fixes: 652 / 381 / 26 / 7 / 106;
+after (branch wt-e): 695 / 477 / 0 / 0 / 0.
 """
 
 from __future__ import annotations
