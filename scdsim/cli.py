@@ -14,12 +14,10 @@ import os
 import sys
 import tempfile
 
+from scdsim.rules import RULE_SPECS as RULE_HELP
+
 __all__ = ["main", "parse_rule", "parse_pair"]
 
-RULE_HELP = (
-    "lossless | greedy | recursive:M | kseq:M | optimal:M | over_accept:EPS[:additive|ratio][:optimal|target]"
-    " | lenient:L | typical:EPS:DELTA"
-)
 PAIR_HELP = (
     "yin (theory.md §7.3, T=4) | bernoulli:TARGET_P:DRAFT_P | uniform:V | dirichlet:V:MEAN_TV[:SEED]"
     " | zipf:V:S:MEAN_TV[:SEED] | bigram[:VOCAB] | scd-bigram[:VOCAB] (expert = bigram target,"
@@ -28,29 +26,13 @@ PAIR_HELP = (
 
 
 def parse_rule(spec: str):
-    """Build a rule from a CLI spec such as ``recursive:3`` or ``over_accept:0.2:ratio:target``."""
+    """Build a rule from a CLI spec such as ``recursive:3`` (``scdsim.rules.from_spec``)."""
     from scdsim import rules
 
-    name, *args = spec.split(":")
     try:
-        if name == "lossless" and not args:
-            return rules.lossless
-        if name == "greedy" and not args:
-            return rules.greedy
-        if name in ("recursive", "kseq", "optimal") and len(args) == 1:
-            return getattr(rules, name)(int(args[0]))
-        if name == "over_accept" and 1 <= len(args) <= 3:
-            kw = {}
-            for a in args[1:]:
-                kw["form" if a in ("additive", "ratio") else "resample"] = a
-            return rules.over_accept(float(args[0]), **kw)
-        if name == "lenient" and len(args) == 1:
-            return rules.lenient(float(args[0]))
-        if name == "typical" and len(args) == 2:
-            return rules.typical(float(args[0]), float(args[1]))
-    except ValueError as e:
+        return rules.from_spec(spec)
+    except (ValueError, TypeError) as e:
         raise ValueError(f"--rule {spec!r}: {e}") from None
-    raise ValueError(f"--rule {spec!r} is not understood; expected {RULE_HELP}")
 
 
 def parse_pair(spec: str):

@@ -77,9 +77,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from scdsim._validate import check_int, check_sequence_args
-from scdsim.chains import MarkovLM
-from scdsim.rules import Rule
+from scdsim._validate import check_int
+from scdsim.chains import MarkovLM, MarkovPair
+from scdsim.process import Scheme, sequence_args
 
 __all__ = ["simulate", "SimResult", "sample_autoregressive"]
 
@@ -92,9 +92,6 @@ _MIN_CHUNK = 8
 _LANES = 64
 # Tolerance on the rows of a law handed to the engine (same as _validate.PROB_ATOL for float64).
 _ROW_ATOL = 1e-6
-# The bonus law of a single-draft rule is drawn by one more verification step when the rule's
-# one-step law equals it to this (absolute) tolerance on every row.
-_STEP_ATOL = 1e-12
 # Records of an alias table column, and of a draft column with its acceptances.
 _REC = np.dtype([("prob", np.float64), ("alias", np.intp)])
 _REC_ACC = np.dtype([("prob", np.float64), ("alias", np.intp), ("acc", np.float64),
@@ -329,7 +326,9 @@ class _AliasTable:
 
 
 class _Tables:
-    """Laws and rule tables at one position, computed on first use.
+    """Alias tables and acceptance tables of one position, built on first use from the
+    scheme's checked laws (``process.PositionLaws``: the rule is called and checked there,
+    once per position).
 
     ``acc(m)``: flat ``(S m V,)`` acceptances of the ``m``-draft rule; ``res(m)``: alias table
     of its residual; ``draft`` / ``bonus``: alias tables of ``q`` and ``rule.bonus(p)``;
@@ -339,13 +338,13 @@ class _Tables:
     step law).
     """
 
-    def __init__(self, P, Q, rule_of, rule):
-        self.P, self.Q, self._rule_of, self._rule = P, Q, rule_of, rule
-        self.S, self.V = P.shape
-        self._draft = self._bonus = self._bonus_law = self._by_step = None
+    def __init__(self, laws, Q):
+        self.laws, self.Q = laws, Q
+        self.S, self.V = Q.shape
+        self._rule = laws.scheme.rule
+        self._draft = self._bonus = None
         self._acc = {}
         self._res = {}
-        self._res_law = {}
 
     @property
     def draft(self):
@@ -353,68 +352,29 @@ class _Tables:
             self._draft = _AliasTable(self.Q, "draft kernel")
         return self._draft
 
-    def bonus_law(self):
-        if self._bonus_law is None:
-            r = self._rule
-            b = np.asarray(r.bonus(self.P), dtype=np.float64)
-            if b.shape != self.P.shape:
-                raise ValueError(
-                    f"rule {r.name}: bonus law must have shape {self.P.shape}, got {b.shape}"
-                )
-            self._bonus_law = b
-        return self._bonus_law
-
     @property
     def bonus(self):
         if self._bonus is None:
-            self._bonus = _AliasTable(self.bonus_law(), f"rule {self._rule.name}: bonus law")
+            self._bonus = _AliasTable(np.asarray(self.laws.bonus, dtype=np.float64),
+                                      f"rule {self._rule.name}: bonus law")
         return self._bonus
 
     @property
     def bonus_by_step(self) -> bool:
-        if self._by_step is None:
-            self.res(1)
-            qa = self.Q * self.acc(1).reshape(self.S, self.V)
-            step = qa + (1.0 - qa.sum(axis=1))[:, None] * self._res_law[1]
-            self._by_step = bool(np.max(np.abs(step - self.bonus_law())) <= _STEP_ATOL)
-        return self._by_step
+        return self.laws.bonus_is_step
 
     def acc(self, m):
         if m not in self._acc:
-            r = self._rule_of[m]
-            a = np.asarray(r.acceptances(self.P, self.Q), dtype=np.float64)
-            S, V = self.S, self.V
-            if a.shape != (S, m, V):
-                raise ValueError(
-                    f"rule {r.name}: acceptances must have shape {(S, m, V)}, got {a.shape}"
-                )
-            if not np.all((a >= 0) & (a <= 1)):  # also catches NaN
-                raise ValueError(f"rule {r.name}: acceptance probabilities must lie in [0, 1]")
-            self._acc[m] = a.reshape(-1)
+            a = np.asarray(self.laws.parts[m].acceptances, dtype=np.float64)
+            self._acc[m] = np.ascontiguousarray(a).reshape(-1)
         return self._acc[m]
 
     def res(self, m):
         if m not in self._res:
-            r = self._rule_of[m]
-            law = np.asarray(r.residual(self.P, self.Q), dtype=np.float64)
+            r = self.laws.scheme.rule_for(m)
+            law = np.asarray(self.laws.parts[m].residual, dtype=np.float64)
             self._res[m] = _AliasTable(law, f"rule {r.name}: residual")
-            self._res_law[m] = law
         return self._res[m]
-
-
-def _rules_by_drafts(rule: Rule, mode: str) -> dict:
-    """The rule used at a position with ``m`` drafts, for every ``m`` the mode can reach."""
-    M = rule.M
-    if mode == "single":
-        need = {1: rule}
-    elif mode == "first":
-        need = {M: rule, 1: rule.single()}
-    else:
-        need = {m: rule.with_drafts(m) for m in range(1, M + 1)}
-    for m, r in need.items():
-        if r.M != m:
-            raise ValueError(f"rule {rule.name}: with_drafts({m}) returned a rule with M={r.M}")
-    return need
 
 
 # ------------------------------------------------------------------------------------------
@@ -526,10 +486,9 @@ class SimResult:
 # the engine
 
 
-def _check_sim_args(pair, rule, horizon, gamma, runs, batch):
-    horizon, gamma = check_sequence_args(pair, rule, horizon, gamma, batch,
-                                         "Monte Carlo engine")
-    return horizon, gamma, check_int(runs, "runs", minimum=1)
+def _check_sim_args(pair, scheme, horizon, runs):
+    horizon, clipped = sequence_args(pair, scheme, horizon, None, None)
+    return horizon, clipped, check_int(runs, "runs", minimum=1)
 
 
 def _chunk_positions(runs, n_slots, horizon):
@@ -577,17 +536,18 @@ def simulate(pair, rule, horizon, gamma=None, runs=10_000, rng=None, batch="firs
     ----------
     Leviathan et al. 2023, Alg. 1; Yin et al. 2024, Alg. 1 and Alg. 4.
     """
-    horizon, gamma, runs = _check_sim_args(pair, rule, horizon, gamma, runs, batch)
+    if not isinstance(pair, MarkovPair):
+        raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
+    asked = Scheme(rule, gamma, batch)  # validated once; reported with the caller's gamma
+    horizon, scheme, runs = _check_sim_args(pair, asked, horizon, runs)
     seed = _seed_from(rng)
-    T, M = horizon, rule.M
-    mode = "single" if M == 1 else batch
-    rule_of = _rules_by_drafts(rule, mode)
+    T, M = horizon, scheme.M
     # slot layout of one position: drafts [0, M) (slot 0 also the bonus), acceptances
     # [M, 2M), residual 2M
     n_slots = 2 * M + 1
     streams = _Streams(seed, runs, n_slots)
     chunk = _chunk_positions(runs, n_slots, T)
-    run = _Runs(pair, rule_of, mode, M, T, gamma, runs, chunk)
+    run = _Runs(pair, scheme, T, runs, chunk)
     tables = None
     token_slots = list(range(M)) + [2 * M]  # uniforms that draw a token: split once per chunk
     with tqdm(total=T, disable=not progress, desc=f"simulate {rule.name}", unit="pos") as bar:
@@ -598,12 +558,12 @@ def simulate(pair, rule, horizon, gamma=None, runs=10_000, rng=None, batch="firs
             for n in range(n0, n1):
                 if tables is None or not pair.homogeneous:
                     P, Q = pair.kernels(n)
-                    tables = _Tables(P, Q, rule_of, rule)
+                    tables = _Tables(scheme.laws(P, Q), Q)
                 j = n - n0
                 run.step(j, tables, C[j], F[j], U[j, M:2 * M])
                 bar.update(1)
             run.flush(n0, n1)
-    return run.result(rule.name, batch, seed)
+    return run.result(rule.name, asked.gamma, batch, seed)
 
 
 class _Runs:
@@ -621,8 +581,9 @@ class _Runs:
     is 0. The phases' counts per value follow from the block counts (``result``).
     """
 
-    def __init__(self, pair, rule_of, mode, M, T, gamma, runs, chunk):
-        self.rule_of, self.mode, self.M, self.T, self.gamma = rule_of, mode, M, T, gamma
+    def __init__(self, pair, scheme, T, runs, chunk):
+        gamma, M = scheme.gamma, scheme.M
+        self.mode, self.M, self.T, self.gamma = scheme.mode, M, T, gamma
         self.V, self.S = pair.V, pair.S
         self.rowV = np.asarray(pair.state_of, dtype=np.intp) * self.V  # token -> next s V
         self.K = K = T if gamma is None else gamma
@@ -753,7 +714,7 @@ class _Runs:
             b = min(n1, a + _FLUSH_BLOCK)
             self.tokens[:, a:b] = self.buf[a - n0:b - n0].T
 
-    def result(self, rule_name, batch, seed):
+    def result(self, rule_name, gamma, batch, seed):
         K, k, hist = self.K, self.k, self.hist
         runs = k.size
         # every ended block with at most K tokens ended by a rejection after k = tokens - 1
@@ -778,7 +739,7 @@ class _Runs:
             draft_tokens=drafts, block_tokens_hist=hist,
             position_rejected=self.pos_rej / runs, phase_attempts=attempts,
             phase_accepts=attempts - rej_at, rule=rule_name,
-            gamma=self.gamma, batch=batch, horizon=self.T, runs=runs, seed=seed,
+            gamma=gamma, batch=batch, horizon=self.T, runs=runs, seed=seed,
         )
 
 

@@ -25,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import prob_pairs
 
-from scdsim import cost, rules
+from scdsim import cost, process, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as mk
+from scdsim.process import Scheme
 
 ATOL = 1e-12
 
@@ -896,12 +897,12 @@ def test_bonus_fold_is_taken_only_when_exact_and_changes_no_number(rule, folds, 
     rng = np.random.default_rng(5)
     pair = MarkovPair(MarkovLM(rng.dirichlet(np.full(6, 0.5), size=6)),
                       MarkovLM(rng.dirichlet(np.full(6, 0.5), size=6)))
-    chain = mk._Chain(pair, rule, 3, "first")
+    chain = mk._Chain(pair, Scheme(rule, 3, "first"))
     groups = chain.operators(0)
-    assert any(len(g) == 6 for g in groups) == folds
+    assert any(g.quiet for g in groups) == folds
     law = mk.sequence_law(pair, rule, 12, 3, "first")
-    monkeypatch.setattr(mk, "_FOLD_ATOL", -1.0)  # a fold never qualifies
-    assert not any(len(g) == 6 for g in mk._Chain(pair, rule, 3, "first").operators(0))
+    monkeypatch.setattr(process, "BONUS_STEP_ATOL", -1.0)  # a fold never qualifies
+    assert not any(g.quiet for g in mk._Chain(pair, Scheme(rule, 3, "first")).operators(0))
     ref = mk.sequence_law(pair, rule, 12, 3, "first")
     for name in ("marginals", "position_rejection", "block_starts", "block_end_tokens"):
         np.testing.assert_allclose(getattr(law, name), getattr(ref, name), rtol=0, atol=1e-14,

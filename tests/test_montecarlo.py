@@ -33,6 +33,7 @@ from scdsim import chains, montecarlo, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as exact
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
+from scdsim.process import Scheme
 from scdsim.rules import Rule, step_law
 
 ALPHA = 1e-6  # per-assert false-fail rate of every statistical assert
@@ -595,7 +596,7 @@ def test_bonus_is_drawn_as_a_verification_step_only_when_that_step_has_the_bonus
     # a lossless step outputs p (Leviathan et al. §2.3) and a greedy step the argmax of p: their
     # bonus laws; a biased rule's step law is not p (theory.md §1.7), nor is it uniform
     P, Q = ZEROS.kernels(1)
-    assert montecarlo._Tables(P, Q, {1: rule}, rule).bonus_by_step is by_step
+    assert Scheme(rule, gamma=1).laws(P, Q).bonus_is_step is by_step
 
 
 def test_progress_bar_does_not_change_the_result(capsys):

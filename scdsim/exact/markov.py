@@ -37,13 +37,14 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from scdsim import cost as _cost
-from scdsim._validate import check_int, check_real, check_sequence_args
+from scdsim._validate import check_int, check_real
 from scdsim.chains import MarkovPair
-from scdsim.rules import sequential_parts
+from scdsim.process import Scheme, sequence_args
 
 __all__ = [
     "expected_rejections",
@@ -75,7 +76,8 @@ JOINT_MAX_SEQUENCES = 2_000_000
 
 
 def _check_args(pair, rule, horizon, gamma, batch):
-    return check_sequence_args(pair, rule, horizon, gamma, batch, "sequence-level exact engine")
+    """``(horizon, scheme)``: the arguments validated once, ``gamma`` clipped to the horizon."""
+    return sequence_args(pair, rule, horizon, gamma, batch)
 
 
 # ------------------------------------------------------------------------------------------
@@ -90,15 +92,34 @@ class _Phase:
     m: int
 
 
-class _Chain:
-    """The (phase, state) chain of one (pair, rule, gamma, batch) combination."""
+class _Group(NamedTuple):
+    """One operator product of a position.
 
-    def __init__(self, pair, rule, gamma, batch, oracle_first=False, split=False):
-        self.pair, self.rule, self.gamma = pair, rule, gamma
+    ``mass[src_i] @ W`` goes to phase ``dst_i`` (``W`` the accepted sub-law, the bonus law, or,
+    when accept and reject lead to the same phase, the whole step law); ``(sum_i mass[src_i] *
+    rej) @ res`` goes to the start phase and counts one rejection. ``quiet`` phases (a folded
+    bonus) also feed the residual product without counting a rejection.
+    """
+
+    srcs: list
+    dsts: list
+    W: np.ndarray | None = None
+    rej: np.ndarray | None = None
+    res: np.ndarray | None = None
+    quiet: tuple = ()
+
+
+class _Chain:
+    """The (phase, state) chain of one pair and one ``Scheme`` (``gamma`` within the horizon)."""
+
+    def __init__(self, pair, scheme: Scheme, oracle_first=False, split=False):
+        self.pair, self.scheme = pair, scheme
+        self.rule, self.gamma = scheme.rule, scheme.gamma
+        gamma = self.gamma
         self.oracle_first = oracle_first  # M -> infinity limit of variant A: see batch_limit
         self.split = split  # keep accept and reject products apart (needed to count rejections)
-        M = rule.M
-        self.batch = "single" if M == 1 else batch
+        M = scheme.M
+        self.batch = scheme.mode
         if self.batch == "tree":
             self._check_tree_size(pair.V, M, pair.S)
         kmax = 1 if gamma is None else gamma  # gamma=None: phase 0 (block start) or 1 (continuing)
@@ -134,15 +155,14 @@ class _Chain:
         return _Phase(ph.k + 1, m_next)
 
     def operators(self, n):
-        """Per-position transition pieces, grouped so that phases sharing an operator share a product.
-
-        Returns a list of groups ``(src_indices, dst_indices, W (S, V), rej (S,) or None, res (S, V) or None)``:
-        ``mass[src_i] @ W`` goes to ``dst_i``; ``(sum_i mass[src_i] * rej) @ res`` goes to the start phase
-        and counts one rejection. ``W`` is the accepted sub-law, or the bonus law (``rej`` None).
-        """
+        """Per-position transition pieces (``_Group``), grouped so that phases sharing an
+        operator share a product. The rule is read once per position through
+        ``Scheme.laws`` (checked there); homogeneous pairs build the groups once."""
         if self.pair.homogeneous and self._cache is not None:
             return self._cache
         P, Q = self.pair.kernels(n)
+        bonus = [i for i, ph in enumerate(self.phases) if self.is_bonus(ph)]
+        laws = self.scheme.laws(P, Q, bonus=bool(bonus))
         groups = []
         start = self.start_phase
         if self.batch == "tree":
@@ -150,11 +170,11 @@ class _Chain:
                 srcs = [i for i, ph in enumerate(self.phases) if ph.m == m and not self.is_bonus(ph)]
                 if not srcs:
                     continue
-                J, rej, res = _tree_step(self.rule.with_drafts(m), P, Q, m)
+                J, rej, res = _tree_step(laws.parts[m], Q, m)
                 for mp in range(1, m + 1):
                     dsts = [self.index[self._next(self.phases[i], mp)] for i in srcs]
-                    groups.append((srcs, dsts, J[:, :, mp - 1], None, None))
-                groups.append((srcs, [start] * len(srcs), None, rej, res))
+                    groups.append(_Group(srcs, dsts, J[:, :, mp - 1]))
+                groups.append(_Group(srcs, [start] * len(srcs), rej=rej, res=res))
         else:
             by_rule = defaultdict(list)
             for i, ph in enumerate(self.phases):
@@ -164,73 +184,55 @@ class _Chain:
                 if self.oracle_first and m == self.rule.M:
                     W, rej, res = P, np.zeros(P.shape[0]), P  # never rejected, emits the target
                 else:
-                    W, rej, res = _accepted_law(self.rule.with_drafts(m), P, Q)
+                    parts = laws.parts[m]
+                    W, rej, res = parts.accepted_law, parts.all_reject, parts.residual
                 dsts = [self.index[self._next(self.phases[i], 1)] for i in srcs]
                 if all(d == start for d in dsts) and not self.split:
                     # accept and reject lead to the same phase: one combined step-law product
-                    groups.append((srcs, dsts, W + rej[:, None] * res, rej, None))
+                    groups.append(_Group(srcs, dsts, W + rej[:, None] * res, rej))
                 else:
-                    groups.append((srcs, dsts, W, None, None))
-                    groups.append((srcs, [start] * len(srcs), None, rej, res))
-        bonus = [i for i, ph in enumerate(self.phases) if self.is_bonus(ph)]
+                    groups.append(_Group(srcs, dsts, W))
+                    groups.append(_Group(srcs, [start] * len(srcs), rej=rej, res=res))
         if bonus:
-            B = self.rule.bonus(P)
-            fold = self._fold_bonus(groups, B) if not self.split else None
+            fold = self._fold_bonus(groups, laws) if not self.split else None
             if fold is None:
-                groups.append((bonus, [start] * len(bonus), B, None, None))
+                groups.append(_Group(bonus, [start] * len(bonus), laws.bonus))
             else:
                 # the bonus law equals the single-draft step law: the bonus phases join the
                 # accepted-law product (to the start phase) and feed the residual product
                 # without counting a rejection (``quiet``): two operators per position, not three
                 wi, ri = fold
-                srcs, dsts, W, _, _ = groups[wi]
-                groups[wi] = (srcs + bonus, dsts + [start] * len(bonus), W, None, None)
-                groups[ri] = groups[ri][:5] + (bonus,)
+                g = groups[wi]
+                groups[wi] = g._replace(srcs=g.srcs + bonus, dsts=g.dsts + [start] * len(bonus))
+                groups[ri] = groups[ri]._replace(quiet=tuple(bonus))
         if self.pair.homogeneous:
             self._cache = groups
         return groups
 
-
-    def _fold_bonus(self, groups, B):
-        """Indices ``(W group, residual group)`` of the single-draft verification whose step law
-        ``W + rej res`` equals the bonus law ``B`` on every row to ``_FOLD_ATOL``; else None."""
-        if self.batch == "tree":
+    def _fold_bonus(self, groups, laws):
+        """Indices ``(W group, residual group)`` of the single-draft verification when the
+        bonus law is its step law (``PositionLaws.bonus_is_step``, one tolerance for every
+        engine); else None."""
+        if self.batch == "tree" or not laws.bonus_is_step:
             return None
         for wi in range(len(groups) - 1):
-            srcs, _, W, rej, res = groups[wi][:5]
-            nxt = groups[wi + 1]
-            if (W is not None and rej is None and nxt[2] is None and nxt[4] is not None
-                    and nxt[0] == srcs and self.phases[srcs[0]].m == 1):
-                if np.max(np.abs(W + nxt[3][:, None] * nxt[4] - B)) <= _FOLD_ATOL:
-                    return wi, wi + 1
+            g, nxt = groups[wi], groups[wi + 1]
+            if (g.W is not None and g.rej is None and nxt.W is None and nxt.res is not None
+                    and nxt.srcs == g.srcs and self.phases[g.srcs[0]].m == 1):
+                return wi, wi + 1
         return None
 
 
-#: Tolerance of the bonus fold (``_Chain._fold_bonus``): far below the 1e-12 of exact claims
-#: after propagation, far above the rounding of ``W + rej res`` (a few ulps).
-_FOLD_ATOL = 1e-14
-
-
-def _accepted_law(rule, P, Q):
-    """Accepted sub-law ``(S, V)``, all-reject probability ``(S,)`` and residual ``(S, V)``.
-
-    ``W[s, x] = sum_m (prod_{i<m} rho_i) q(x) a_m(x)``: the rule's own (acceptances, residual)
-    through ``rules.sequential_parts``, the code every engine shares.
-    """
-    acc, rho, res, rej = sequential_parts(rule, P, Q)
-    reach = np.concatenate([np.ones_like(rho[:, :1]), np.cumprod(rho[:, :-1], axis=1)], axis=1)
-    return np.einsum("sm,smv->sv", reach, acc), rej, res
-
-
-def _tree_step(rule, P, Q, m):
+def _tree_step(parts, Q, m):
     """Exact one-position law of tree verification with ``m`` alive drafts, by enumeration.
 
+    ``parts`` are the ``m``-draft rule's checked ``rules.SequentialParts`` at the position.
     Returns ``J (S, V, m)``: probability that token ``x`` is accepted and ``m'`` drafts (those
     carrying ``x``) stay alive; ``rej (S,)``: all ``m`` rejected; ``res (S, V)``: recovered law.
     """
-    S, V = P.shape
-    a = rule.acceptances(P, Q)  # (S, m, V)
-    res = rule.residual(P, Q)
+    S, V = Q.shape
+    a = parts.acceptances  # (S, m, V)
+    res = parts.residual
     tuples = np.array(list(itertools.product(range(V), repeat=m)), dtype=np.int64)  # (N, m)
     J = np.zeros((S, V, m))
     rej = np.zeros(S)
@@ -323,7 +325,7 @@ def _propagate(chain, horizon, track_counts=False):
     for n in range(horizon):
         starts[n] = mass[chain.start_phase].sum()
         new_tok.fill(0.0)
-        for srcs, dsts, W, rej, res, *quiet in chain.operators(n):
+        for srcs, dsts, W, rej, res, quiet in chain.operators(n):
             m_src = mass[srcs]  # (len, J, S)
             if W is not None:
                 out = _times(m_src.reshape(-1, S), W).reshape(len(srcs), J, V)
@@ -340,7 +342,7 @@ def _propagate(chain, horizon, track_counts=False):
                 if res is not None:
                     into = per_src.sum(axis=0)  # (J, S)
                     if quiet:  # folded bonus phases: through the residual, not a rejection
-                        into = into + (mass[quiet[0]] * rej).sum(axis=0)
+                        into = into + (mass[list(quiet)] * rej).sum(axis=0)
                     rt = _times(into, res)  # (J, V)
                     if track_counts:
                         rt = np.concatenate([np.zeros((1, V)), rt[:-1]], axis=0)
@@ -374,8 +376,8 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
     batch : {"first", "tree"}, the sequence-level reading of a multi-draft rule.
     track_counts : bool, also compute the law of the number of rejections (cost x (T+1)).
     """
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
-    chain = _Chain(pair, rule, gamma, batch, split=track_counts)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
+    chain = _Chain(pair, scheme, split=track_counts)
     return _propagate(chain, horizon, track_counts=track_counts)
 
 
@@ -454,8 +456,8 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
     from scdsim.rules import recursive
 
     rule = recursive(2)
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, "first")
-    chain = _Chain(pair, rule, gamma, "first", oracle_first=True)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, "first")
+    chain = _Chain(pair, scheme, oracle_first=True)
     return float(_propagate(chain, horizon).position_rejection.sum())
 
 
@@ -468,13 +470,13 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
 
     Propagates the block chain over full prefixes instead of states.
     """
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
     V = pair.V
     if V**horizon > JOINT_MAX_SEQUENCES:
         raise ValueError(
             f"exact_joint_law enumerates V^T = {V}^{horizon} sequences, above {JOINT_MAX_SEQUENCES}"
         )
-    chain = _Chain(pair, rule, gamma, batch, split=True)
+    chain = _Chain(pair, scheme, split=True)
     K = len(chain.phases)
     mass = np.zeros((1, K))  # (prefixes, phases)
     mass[0, chain.start_phase] = 1.0
@@ -482,7 +484,7 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
     for n in range(horizon):
         groups = chain.operators(n)
         new = np.zeros((mass.shape[0], V, K))
-        for srcs, dsts, W, rej, res, *_ in groups:
+        for srcs, dsts, W, rej, res, _ in groups:
             if W is not None:
                 for i, d in zip(srcs, dsts):
                     new[:, :, d] += mass[:, i, None] * W[states]
@@ -602,8 +604,9 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     """
     if not isinstance(pair, MarkovPair) or not pair.homogeneous:
         raise ValueError("stationary_rates needs a homogeneous MarkovPair (kernels of shape (S, V))")
-    _, gamma = _check_args(pair, rule, 1, gamma, batch)
-    chain = _Chain(pair, rule, gamma, batch, split=True)
+    scheme = Scheme(rule, gamma, batch)  # no horizon: gamma is not clipped
+    gamma = scheme.gamma
+    chain = _Chain(pair, scheme, split=True)
     K, S = len(chain.phases), pair.S
     N = K * S
     if N > 20_000:
@@ -613,7 +616,7 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     call_end = np.zeros(N)
     draft_pos = np.zeros(N)
     Smap = pair.target.state_matrix()
-    for srcs, dsts, W, rej, res, *_ in chain.operators(0):
+    for srcs, dsts, W, rej, res, _ in chain.operators(0):
         for i, d in zip(srcs, dsts):
             if W is not None:
                 Tm[i * S:(i + 1) * S, d * S:(d + 1) * S] += W @ Smap
