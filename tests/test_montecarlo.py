@@ -29,10 +29,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from scdsim import chains, montecarlo, rules
+from scdsim import chains, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as exact
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
+from scdsim.montecarlo import engine as mc_engine
+from scdsim.montecarlo.alias import AliasTable, split
+from scdsim.montecarlo.streams import Streams
 from scdsim.process import Scheme
 from scdsim.rules import Rule, step_law
 
@@ -292,10 +295,10 @@ def test_run_i_does_not_depend_on_the_number_of_runs():
 def test_run_i_does_not_depend_on_how_positions_are_chunked(monkeypatch):
     pair = chains.dirichlet_pair(8, 0.4, seed=3)
     whole = simulate(pair, rules.lossless, 40, gamma=3, runs=64, rng=4)
-    assert montecarlo._chunk_positions(64, 3, 40) == 40
-    monkeypatch.setattr(montecarlo, "_MIN_CHUNK", 1)
-    monkeypatch.setattr(montecarlo, "_CHUNK_BYTES", 8 * 64 * 3 * 3)
-    assert montecarlo._chunk_positions(64, 3, 40) == 3  # 13 chunks of 3 and one of 1
+    assert mc_engine.chunk_positions(64, 3, 40) == 40
+    monkeypatch.setattr(mc_engine, "MIN_CHUNK", 1)
+    monkeypatch.setattr(mc_engine, "CHUNK_BYTES", 8 * 64 * 3 * 3)
+    assert mc_engine.chunk_positions(64, 3, 40) == 3  # 13 chunks of 3 and one of 1
     chunked = simulate(pair, rules.lossless, 40, gamma=3, runs=64, rng=4)
     for name in ("tokens", "rejections", "target_calls", "draft_tokens", "block_tokens_hist",
                  "position_rejected", "phase_attempts", "phase_accepts"):
@@ -306,7 +309,7 @@ def test_run_i_stream_is_its_lane_of_the_documented_spawned_stream():
     # module docstring: run i = 64 b + l reads outputs 64 t + l (t = n n_slots + slot) of
     # Generator(PCG64DXSM(SeedSequence(seed, spawn_key=(b,)))).random()
     runs, n_slots = 70, 3
-    streams = montecarlo._Streams(2024, runs, n_slots)
+    streams = Streams(2024, runs, n_slots)
     u = np.concatenate([streams.uniforms(0, 2).copy(), streams.uniforms(2, 7)])
     assert u.shape == (7, n_slots, runs)
     u = u.reshape(7 * n_slots, runs)
@@ -431,7 +434,7 @@ def test_alias_tables_sample_every_row_law_exactly_and_never_a_zero(kind):
     rng = np.random.default_rng(5)
     for S, V in [(1, 1), (3, 2), (5, 7), (40, 50), (2, 1000)]:
         rows = _awkward_rows(rng, S, V, kind)
-        table = montecarlo._AliasTable(rows, "rows")
+        table = AliasTable(rows, "rows")
         assert table.prob.shape == (S * V,) and np.all((table.prob >= 0) & (table.prob <= 1))
         np.testing.assert_allclose(_table_law(table), rows, rtol=0, atol=1e-14)
         # structurally: a zero-probability token is neither its column's pick nor an alias
@@ -446,7 +449,7 @@ def test_alias_tables_stay_exact_with_large_row_offsets():
     rng = np.random.default_rng(8)
     S, V = 20_000, 48
     rows = _awkward_rows(rng, S, V, "tiny")
-    table = montecarlo._AliasTable(rows, "rows")
+    table = AliasTable(rows, "rows")
     bound = 4 * np.spacing(S * (V + 2.0)) / V
     np.testing.assert_allclose(_table_law(table), rows, rtol=0, atol=bound)
     assert np.all(rows[np.repeat(np.arange(S), V), table.alias] > 0)
@@ -461,11 +464,11 @@ def test_alias_sampling_maps_every_uniform_to_a_token_of_positive_probability():
         rows[0, [V // 2, V - 1]] = 0.5
         rows[1, [0, V - 1]] = 0.5
         rows /= rows.sum(axis=1, keepdims=True)
-        table = montecarlo._AliasTable(rows, "rows")
+        table = AliasTable(rows, "rows")
         edges = np.arange(0, V + 1, max(1, V // 50)) / V
         near = (edges[:, None] + np.arange(-3, 4) * 2.0**-53).ravel()
         u = np.clip(np.concatenate([[0.0, 2.0**-53, top], near]), 0.0, top)
-        c, f = montecarlo._split(u, V)
+        c, f = split(u, V)
         assert c.max() <= V - 1 and np.all((f >= 0) & (f < 1))
         # the draft draw fused with its acceptance picks the same token, and accepts it iff
         # ua < a(token)
@@ -491,7 +494,7 @@ def test_alias_sampling_reproduces_the_row_law_by_chi_square_with_computed_power
     r = np.arange(3)[:, None]
     bug[r, top2] = rows[r, top2[:, ::-1]]
     N = N_LAW
-    good, bad = montecarlo._AliasTable(rows, "rows"), montecarlo._AliasTable(bug, "bug")
+    good, bad = AliasTable(rows, "rows"), AliasTable(bug, "bug")
     u = np.random.default_rng(22).random(N)
     for s in range(3):
         pw, lam = power(rows[s], bug[s], N)
@@ -505,13 +508,13 @@ def test_alias_sampling_reproduces_the_row_law_by_chi_square_with_computed_power
 
 def test_alias_table_refuses_an_invalid_law_by_name():
     with pytest.raises(ValueError, match="draft kernel has negative or non-finite"):
-        montecarlo._AliasTable(np.array([[0.5, np.nan]]), "draft kernel")
+        AliasTable(np.array([[0.5, np.nan]]), "draft kernel")
     with pytest.raises(ValueError, match="draft kernel has negative or non-finite"):
-        montecarlo._AliasTable(np.array([[1.5, -0.5]]), "draft kernel")
+        AliasTable(np.array([[1.5, -0.5]]), "draft kernel")
     with pytest.raises(ValueError, match="draft kernel rows must sum to 1"):
-        montecarlo._AliasTable(np.array([[0.5, np.inf]]), "draft kernel")
+        AliasTable(np.array([[0.5, np.inf]]), "draft kernel")
     with pytest.raises(ValueError, match="draft kernel rows must sum to 1"):
-        montecarlo._AliasTable(np.array([[0.5, 0.4]]), "draft kernel")
+        AliasTable(np.array([[0.5, 0.4]]), "draft kernel")
 
 
 def _argmax_path(pair, T):
