@@ -229,7 +229,7 @@ def _front_dev(lp, P, Q):
 
 def sequence_checks(mc_runs: int = 20_000, seed: int = 0) -> list[Check]:
     """Rows for theory.md §7.3 (Yin Thm 1 chain), the batch table, and exact-vs-Monte-Carlo agreement."""
-    from scdsim import chains, rules
+    from scdsim import agreement, chains, rules
     from scdsim import exact as X
 
     pair = chains.yin_example()
@@ -291,7 +291,7 @@ def sequence_checks(mc_runs: int = 20_000, seed: int = 0) -> list[Check]:
         def f():
             exact = X.expected_rejections(pair, rule, 4, gamma=gamma, batch=batch)
             res = simulate(pair, rule, 4, gamma=gamma, runs=mc_runs, rng=seed, batch=batch)
-            return abs(res.mean_rejections - exact) / max(res.sem_rejections, 1e-300)
+            return abs(agreement.z_score(res.mean_rejections, res.sem_rejections, exact))
         return f
 
     for rule, gamma, batch in [(rules.lossless, None, "first"), (rules.lossless, 2, "first"),

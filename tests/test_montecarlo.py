@@ -27,9 +27,8 @@ import time
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from scdsim import chains, rules
+from scdsim import agreement, chains, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as exact
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
@@ -40,7 +39,7 @@ from scdsim.process import Scheme
 from scdsim.rules import Rule, step_law
 
 ALPHA = 1e-6  # per-assert false-fail rate of every statistical assert
-Z = float(stats.norm.isf(ALPHA / 2))  # 4.89 standard errors
+Z = agreement.z_threshold(ALPHA)  # 4.89 standard errors
 N_LAW = 20_000  # runs per chi-square test
 
 YIN = chains.yin_example()  # theory.md §7.3 (T = 4, V = 3)
@@ -123,43 +122,22 @@ def marginal_laws(K, start, state_of, S):
     return np.array(out)
 
 
-def cell_groups(expected, min_expected=5.0):
-    """Cells with expected count >= 5 stay alone; the rest (zeros included) form one pool,
-    joined to the smallest kept cell while the pool is still below 5."""
-    groups = [[int(i)] for i in np.flatnonzero(expected >= min_expected)]
-    pool = [int(i) for i in np.flatnonzero(expected < min_expected)]
-    if pool:
-        if expected[pool].sum() < min_expected and groups:
-            j = min(range(len(groups)), key=lambda g: expected[groups[g]].sum())
-            pool += groups.pop(j)
-        groups.append(pool)
-    return groups
+def cell_groups(expected, min_expected=agreement.MIN_EXPECTED):
+    """The one pooling policy (``scdsim.agreement.merged_cells``): cells with expected count
+    >= 5 stay alone; the rest (zeros included) form one pool, joined to the smallest kept cell
+    while the pool is still below 5."""
+    return agreement.merged_cells(expected, min_expected)
 
 
 def chi2_gof(counts, probs):
     """Pearson statistic over merged cells, its df and the ALPHA threshold."""
-    counts = np.asarray(counts, dtype=float).ravel()
-    probs = np.asarray(probs, dtype=float).ravel()
-    N = counts.sum()
-    groups = cell_groups(N * probs)
-    O = np.array([counts[g].sum() for g in groups])
-    E = np.array([N * probs[g].sum() for g in groups])
-    stat = float(np.sum((O - E) ** 2 / E))
-    df = len(groups) - 1
-    return stat, df, float(stats.chi2.isf(ALPHA, df)), groups
+    t = agreement.chi_square(counts, probs, alpha=ALPHA)
+    return t.statistic, t.df, t.threshold, t.groups
 
 
 def power(probs, bug_probs, N):
     """Power of ``chi2_gof`` with N samples against ``bug_probs``: ncx2 tail at the threshold."""
-    probs = np.asarray(probs, dtype=float).ravel()
-    bug = np.asarray(bug_probs, dtype=float).ravel()
-    groups = cell_groups(N * probs)
-    assert len(groups) >= 2, "too few cells for a chi-square test; raise N"
-    P = np.array([probs[g].sum() for g in groups])
-    B = np.array([bug[g].sum() for g in groups])
-    lam = N * float(np.sum((B - P) ** 2 / P))
-    df = len(groups) - 1
-    return float(stats.ncx2.sf(stats.chi2.isf(ALPHA, df), df, lam)), lam
+    return agreement.chi_square_power(probs, bug_probs, N, alpha=ALPHA)
 
 
 def assert_law(counts, probs, what):
