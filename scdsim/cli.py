@@ -101,15 +101,14 @@ def cmd_simulate(args):
     law = X.sequence_law(pair, rule, T, gamma, args.batch)
     res = simulate(pair, rule, T, gamma=gamma, runs=args.runs, rng=args.seed, batch=args.batch,
                    progress=not args.no_progress)
-    rows = [("E[rejections]", float(law.position_rejection.sum()), res.mean_rejections, res.sem_rejections),
-            ("E[target calls]", float(law.block_starts.sum()), res.mean_target_calls, res.sem_target_calls)]
+    # the shared result vocabulary: exact expected_<stem> against Monte Carlo mean_/sem_<stem>
+    rows = [("E[rejections]", law.expected_rejections, res.mean_rejections, res.sem_rejections),
+            ("E[target calls]", law.expected_target_calls, res.mean_target_calls, res.sem_target_calls)]
     if gamma is not None:
         bs = X.block_stats(pair, rule, T, gamma, c=args.c, batch=args.batch)
-        # T / mean(X) for per-run costs X, s.e. by the delta method (scdsim.agreement)
-        for name, exact_value, X in (
-                ("tokens per call", bs.tokens_per_call, res.target_calls.astype(float)),
-                (f"speedup (c={args.c})", bs.speedup, res.target_calls + args.c * res.draft_tokens)):
-            rows.append((name, exact_value, *agreement.ratio_of_means(T, X)))
+        # ratios of means, s.e. by the delta method
+        rows.append(("tokens per call", bs.tokens_per_call, res.tokens_per_call, res.sem_tokens_per_call))
+        rows.append((f"speedup (c={args.c})", bs.speedup, *res.speedup(args.c)))
     mc_marg = np.stack([np.bincount(res.tokens[:, n], minlength=pair.V) for n in range(T)]) / res.tokens.shape[0]
     tv_last = 0.5 * np.abs(mc_marg[-1] - law.marginals[-1]).sum()
     print(f"\n{'quantity':<22} {'exact':>12} {'Monte Carlo':>12} {'MC s.e.':>10} {'z':>7}")
@@ -125,7 +124,7 @@ def cmd_simulate(args):
     if gamma is not None:
         print(f"i.i.d. prediction (Leviathan Thm 3.8) at alpha={bs.alpha:.4f}: speedup {bs.iid_speedup:.4f}"
               f" (exact minus i.i.d.: {bs.iid_gap:+.4f})")
-        print("tokens-per-call law (exact): " + " ".join(f"{j}:{v:.4f}" for j, v in enumerate(bs.tokens_per_call_pmf)
+        print("tokens-per-call law (exact): " + " ".join(f"{j}:{v:.4f}" for j, v in enumerate(bs.block_length_pmf)
                                                     if v > 0))
     if rule.lossy:
         print(f"exact TV of the last token's law to the target's: "

@@ -34,6 +34,7 @@ draft; here p = target, q = draft as in Leviathan et al.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scdsim import cost as _cost
+from scdsim._results import Result
 from scdsim._validate import check_int, check_real
 from scdsim.chains import MarkovPair
 from scdsim.process import Scheme, sequence_args
@@ -63,6 +65,7 @@ __all__ = [
     "SequenceLaw",
     "sequence_law",
     "batch_curve",
+    "BatchCurve",
     "TREE_MAX_TUPLES",
     "JOINT_MAX_SEQUENCES",
 ]
@@ -253,8 +256,8 @@ def _tree_step(parts, Q, m):
 # forward propagation
 
 
-@dataclass(frozen=True)
-class SequenceLaw:
+@dataclass(frozen=True, eq=False, repr=False)
+class SequenceLaw(Result):
     """Everything the forward pass of the exact engine computes, per position.
 
     Attributes
@@ -262,16 +265,76 @@ class SequenceLaw:
     marginals : (T, V) law of each emitted token.
     position_rejection : (T,) probability of a recovered token at each position.
     block_starts : (T,) probability that a block (target call) starts at each position.
-    block_end_tokens : (gamma+2,) expected number of blocks that emitted ``j`` tokens (index j);
-        None when drafting to the horizon (``gamma=None``), where blocks are not tracked by length.
+    expected_blocks_by_length : (min(gamma, T)+2,) expected number of blocks that emitted ``j``
+        tokens (index j); None when drafting to the horizon (``gamma=None``), where blocks are
+        not tracked by length. (Former name ``block_end_tokens``, kept as a read-only alias.)
     rejection_pmf : (T+1,) law of the number of rejections, or None if not tracked.
+    rule, gamma, batch : the process (``gamma`` clipped to the horizon).
+
+    The shared vocabulary (``expected_rejections``, ``expected_target_calls``,
+    ``expected_draft_tokens``, ``tokens_per_call``, ``block_length_pmf``, ``speedup(c)``)
+    follows from these.
     """
 
     marginals: np.ndarray
     position_rejection: np.ndarray
     block_starts: np.ndarray
-    block_end_tokens: np.ndarray | None
+    expected_blocks_by_length: np.ndarray | None
     rejection_pmf: np.ndarray | None
+    rule: str = ""
+    gamma: int | None = None
+    batch: str = "first"
+
+    _summary = ("expected_rejections", "expected_target_calls", "expected_draft_tokens",
+                "tokens_per_call", "block_length_pmf", "position_rejection")
+
+    def __post_init__(self):
+        self._freeze()
+
+    def __repr__(self):
+        return (f"SequenceLaw({self.rule}, T={self.horizon}, gamma={self.gamma}: rejections "
+                f"{self.expected_rejections:.6g})")
+
+    @property
+    def horizon(self) -> int:
+        return self.marginals.shape[0]
+
+    @property
+    def expected_rejections(self) -> float:
+        return float(self.position_rejection.sum())
+
+    @property
+    def expected_target_calls(self) -> float:
+        return float(self.block_starts.sum())
+
+    @property
+    def expected_draft_tokens(self) -> float:
+        """E[sum over blocks of the draft budget ``min(gamma, T - n0)``]."""
+        T = self.horizon
+        left = T - np.arange(T)
+        budget = left if self.gamma is None else np.minimum(self.gamma, left)
+        return float(self.block_starts @ budget)
+
+    @property
+    def tokens_per_call(self) -> float:
+        """``T / E[target calls]``."""
+        return self.horizon / self.expected_target_calls
+
+    @property
+    def block_length_pmf(self) -> np.ndarray | None:
+        """Law over blocks of the tokens a block emits (index j); None for ``gamma=None``."""
+        ends = self.expected_blocks_by_length
+        return None if ends is None else ends / ends.sum()
+
+    @property
+    def block_end_tokens(self) -> np.ndarray | None:
+        """Former name of ``expected_blocks_by_length`` (read-only alias)."""
+        return self.expected_blocks_by_length
+
+    def speedup(self, c: float = 0.0) -> float:
+        """Leviathan's walltime model at cost ratio ``c``: ``T / (E[calls] + c E[drafts])``."""
+        c = check_real(c, "c", low=0.0)
+        return self.horizon / (self.expected_target_calls + c * self.expected_draft_tokens)
 
 
 def _is_identity(pair):
@@ -378,7 +441,8 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
     """
     horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
     chain = _Chain(pair, scheme, split=track_counts)
-    return _propagate(chain, horizon, track_counts=track_counts)
+    law = _propagate(chain, horizon, track_counts=track_counts)
+    return dataclasses.replace(law, rule=scheme.rule.name, gamma=scheme.gamma, batch=scheme.batch)
 
 
 # ------------------------------------------------------------------------------------------
@@ -522,8 +586,8 @@ def joint_tv_to_target(pair, rule, horizon, gamma=None, batch="first"):
 # blocks, speedup, long-horizon rates
 
 
-@dataclass(frozen=True)
-class BlockStats:
+@dataclass(frozen=True, eq=False, repr=False)
+class BlockStats(Result):
     """Exact block (target call) statistics of one configuration.
 
     Attributes
@@ -531,7 +595,8 @@ class BlockStats:
     horizon, gamma, c : the configuration.
     expected_target_calls : E[number of blocks].
     expected_draft_tokens : E[sum over blocks of the draft budget min(gamma, T - n0)].
-    tokens_per_call_pmf : (gamma+2,) law of the tokens a block emits (index = tokens), over blocks.
+    block_length_pmf : (min(gamma, T)+2,) law of the tokens a block emits (index = tokens), over
+        blocks (former name ``tokens_per_call_pmf``, kept as a read-only alias).
     tokens_per_call : T / E[calls] (= the mean of that law).
     expected_rejections : E[rejections].
     speedup : T / (E[calls] + c E[draft tokens]), the ratio of expected walltimes (target call = 1).
@@ -545,13 +610,33 @@ class BlockStats:
     c: float
     expected_target_calls: float
     expected_draft_tokens: float
-    tokens_per_call_pmf: np.ndarray
+    block_length_pmf: np.ndarray
     tokens_per_call: float
     expected_rejections: float
     speedup: float
     alpha: float
     iid_speedup: float
     iid_gap: float
+
+    _summary = ()
+
+    def __post_init__(self):
+        self._freeze()
+
+    def __repr__(self):
+        return (f"BlockStats(T={self.horizon}, gamma={self.gamma}, c={self.c:g}: speedup "
+                f"{self.speedup:.6g}, tokens/call {self.tokens_per_call:.6g})")
+
+    def summary(self) -> str:
+        lines = [repr(self)]
+        for name, v in self.to_dict().items():
+            lines.append(f"  {name:<26} {v}")
+        return "\n".join(lines)
+
+    @property
+    def tokens_per_call_pmf(self) -> np.ndarray:
+        """Former name of ``block_length_pmf`` (read-only alias)."""
+        return self.block_length_pmf
 
 
 def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
@@ -567,7 +652,7 @@ def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
     calls = float(law.block_starts.sum())
     budget = np.minimum(gamma, T - np.arange(T))
     drafts = float(law.block_starts @ budget)
-    ends = law.block_end_tokens
+    ends = law.expected_blocks_by_length
     pmf = ends / ends.sum()  # expected blocks emitting j tokens / expected blocks
     rej = float(law.position_rejection.sum())
     # clipped: rounding in the state law can put the mean rejection a few ulps above 1
@@ -652,17 +737,63 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     return StationaryRates(r, calls, 1.0 / calls if calls > 0 else np.inf, float(pi @ draft_pos[idx]))
 
 
-def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None):
+@dataclass(frozen=True, eq=False, repr=False)
+class BatchCurve(Result):
+    """Expected rejections against the number of drafts ``M`` (Yin et al. Fig. 3 / Thm 3).
+
+    Attributes
+    ----------
+    M : int (k,) the draft counts.
+    expected_rejections : (k,) E[N_rej] with ``M`` drafts.
+    improvement : (k,) E[N_rej] at M = 1 minus E[N_rej] at M (the batch improvement).
+    rule : name of the rule at the first M; horizon, gamma, batch : the configuration.
+
+    ``curve["M"]``, ``curve["rejections"]`` and ``curve["improvement"]`` still work (the former
+    dict keys).
+    """
+
+    M: np.ndarray
+    expected_rejections: np.ndarray
+    improvement: np.ndarray
+    rule: str
+    horizon: int
+    gamma: int | None
+    batch: str
+
+    _summary = ("M", "expected_rejections", "improvement")
+    _keys = {"M": "M", "rejections": "expected_rejections", "improvement": "improvement"}
+
+    def __post_init__(self):
+        self._freeze()
+
+    def __repr__(self):
+        return (f"BatchCurve({self.rule}, T={self.horizon}, M={self.M.tolist()}: rejections "
+                f"{np.array2string(self.expected_rejections, precision=4)})")
+
+    def __getitem__(self, key):
+        try:
+            return getattr(self, self._keys[key])
+        except KeyError:
+            raise KeyError(f"{key!r}; a BatchCurve has {sorted(self._keys)}") from None
+
+    def keys(self):
+        return self._keys.keys()
+
+
+def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None) -> BatchCurve:
     """Expected rejections and batch improvement against the number of drafts ``M``.
 
-    Returns a dict with ``M`` (array), ``rejections`` (E[N_rej] with ``rule_factory(M)``,
-    default ``rules.recursive``) and ``improvement`` (E at M=1 minus E at M), the quantity of
-    Yin et al. Fig. 3 / Thm 3.
+    Returns a ``BatchCurve`` with ``M`` (array), ``expected_rejections`` (E[N_rej] with
+    ``rule_factory(M)``, default ``rules.recursive``) and ``improvement`` (E at M=1 minus E at
+    M), the quantity of Yin et al. Fig. 3 / Thm 3.
     """
     from scdsim.rules import recursive
 
     factory = recursive if rule_factory is None else rule_factory
-    Ms = np.asarray([check_int(m, "M", minimum=1) for m in Ms])
+    if isinstance(Ms, (str, bytes)) or not hasattr(Ms, "__iter__"):
+        raise TypeError(f"Ms must be a sequence of draft counts, got {Ms!r}")
+    Ms = np.asarray([check_int(m, "M", minimum=1) for m in Ms], dtype=np.int64)
     base = expected_rejections(pair, factory(1), horizon, gamma, batch)
     rej = np.array([expected_rejections(pair, factory(int(m)), horizon, gamma, batch) for m in Ms])
-    return {"M": Ms, "rejections": rej, "improvement": base - rej}
+    name = factory(int(Ms[0])).name if Ms.size else factory(1).name
+    return BatchCurve(Ms, rej, base - rej, name, int(horizon), gamma, batch)

@@ -195,9 +195,10 @@ class _Runs:
         self.tokens = np.empty((runs, T), dtype=np.int64)
         self.buf = np.empty((chunk, runs), dtype=np.intp)  # position-major: row writes
         self.kbuf = np.empty((chunk + 1, runs), dtype=np.intp)  # phases, one more position
-        self.hist = np.zeros((runs, self.L), dtype=np.int64)
-        self.hist_flat = self.hist.reshape(-1)
-        self.run_L1 = np.arange(runs, dtype=np.intp) * self.L + 1  # hist column k + 1
+        # blocks by (run, length) as sparse counts of the flat cell run L + length: a dense
+        # (runs, T + 2) table would be mostly zeros (BlockCounts)
+        self.blocks = BlockCounts(runs, self.L)
+        self.run_L1 = np.arange(runs, dtype=np.int64) * self.L + 1  # cell (run, k + 1)
         self.budget = np.zeros(runs, dtype=np.int64)  # gamma blocks: budget - gamma per block
         self.pos_rej = np.zeros(T, dtype=np.int64)
         self.sV = np.full(runs, pair.start * self.V, dtype=np.intp)
@@ -298,9 +299,7 @@ class _Runs:
         self.kbuf[C] = self.k  # the phase at n1 (after the horizon: 0 iff the block ended)
         cur, nxt = self.kbuf[:C], self.kbuf[1:C + 1]
         ends = nxt == 0
-        col = cur + self.run_L1  # flat hist cell (run, k + 1) of a block ending here
-        for i in range(C):  # runs are distinct within a position: no repeated cell
-            self.hist_flat[col[i][ends[i]]] += 1
+        self.blocks.add((cur + self.run_L1)[ends])  # cell (run, k + 1) of a block ending here
         rejected = ends if self.gamma is None else ends & (cur < self.gamma)
         self.pos_rej[n0:n1] = np.count_nonzero(rejected, axis=1)
         if self.gamma is None:  # budget T - n of a block starting at n
@@ -313,16 +312,19 @@ class _Runs:
             self.tokens[:, a:b] = self.buf[a - n0:b - n0].T
 
     def result(self, rule_name, gamma, batch, seed):
-        K, k, hist = self.K, self.k, self.hist
+        K, k = self.K, self.k
         runs = k.size
         # every ended block with at most K tokens ended by a rejection after k = tokens - 1
         # accepted drafts (a bonus block has gamma + 1 tokens)
-        rejections = hist[:, 1:K + 1].sum(axis=1)
-        rej_at = hist[:, 1:K + 1].sum(axis=0)
+        run, length, count = self.blocks.coo()
+        by_rej = np.where((length >= 1) & (length <= K), count, 0)
+        rejections = np.bincount(run, weights=by_rej, minlength=runs).astype(np.int64)
+        rej_at = np.bincount(length, weights=by_rej, minlength=K + 2)[1:K + 1].astype(np.int64)
         # blocks still open reached the horizon with all g = k drafts accepted: k tokens
         io = np.flatnonzero(k)
-        self.hist_flat[self.run_L1[io] - 1 + k[io]] += 1
-        calls = hist.sum(axis=1)
+        self.blocks.add(self.run_L1[io] - 1 + k[io])
+        run, length, count = self.blocks.coo()
+        calls = np.bincount(run, weights=count, minlength=runs).astype(np.int64)
         drafts = self.budget if self.gamma is None else self.gamma * calls + self.budget
         # phase 0 is visited once per block; phase j+1 once per draft accepted at phase j,
         # except at the last position (those runs end in phase j+1)
@@ -334,11 +336,45 @@ class _Runs:
                 attempts[j + 1] = attempts[j] - rej_at[j] - last[j + 1]
         return SimResult(
             tokens=self.tokens, rejections=rejections, target_calls=calls,
-            draft_tokens=drafts, block_tokens_hist=hist,
-            position_rejected=self.pos_rej / runs, phase_attempts=attempts,
+            draft_tokens=drafts, block_runs=run, block_lengths=length, block_counts=count,
+            n_lengths=self.L, position_rejection=self.pos_rej / runs, phase_attempts=attempts,
             phase_accepts=attempts - rej_at, rule=rule_name,
             gamma=gamma, batch=batch, horizon=self.T, runs=runs, seed=seed,
         )
+
+
+class BlockCounts:
+    """Counts of blocks per (run, length) cell, kept sparse: the flat cells ``run L + length``
+    of ended blocks are gathered and merged (``np.unique``) whenever the pending ones outgrow
+    the merged ones, so memory follows the number of distinct cells, not ``runs x L``."""
+
+    def __init__(self, runs, L):
+        self.runs, self.L = runs, L
+        self._cells = np.zeros(0, dtype=np.int64)
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._pending = []
+        self._n_pending = 0
+
+    def add(self, cells):
+        if cells.size:
+            self._pending.append(np.asarray(cells, dtype=np.int64))
+            self._n_pending += cells.size
+            if self._n_pending > max(1 << 20, 2 * self._cells.size):
+                self._merge()
+
+    def _merge(self):
+        if not self._pending:
+            return
+        cells = np.concatenate([self._cells] + self._pending)
+        counts = np.concatenate([self._counts] + [np.ones(c.size, np.int64) for c in self._pending])
+        self._cells, inv = np.unique(cells, return_inverse=True)
+        self._counts = np.bincount(inv.ravel(), weights=counts).astype(np.int64)
+        self._pending, self._n_pending = [], 0
+
+    def coo(self):
+        """``(run, length, count)`` of every nonzero cell, ordered by run then length."""
+        self._merge()
+        return self._cells // self.L, self._cells % self.L, self._counts
 
 
 def sample_autoregressive(model, horizon, runs=10_000, rng=None, progress=False) -> np.ndarray:
