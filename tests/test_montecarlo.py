@@ -28,7 +28,7 @@ import time
 import numpy as np
 import pytest
 
-from scdsim import agreement, chains, rules
+from scdsim import agreement, chains, reference, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as exact
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
@@ -664,10 +664,11 @@ def test_large_vocabulary_with_state_map_is_fast_and_respects_supports():
 
 def test_lossless_drafting_to_the_horizon_matches_yin_theorem1_on_the_73_chain():
     res = simulate(YIN, rules.lossless, 4, gamma=None, runs=40_000, rng=73)
-    assert_mean(res.mean_rejections, res.sem_rejections, 1.0514, "E[N_rej] (theory.md §7.3)")
+    assert_mean(res.mean_rejections, res.sem_rejections,
+                reference.YIN_EXAMPLE["expected_rejections"], "E[N_rej] (theory.md §7.3)")
 
 
-@pytest.mark.parametrize("M,exact", [(2, 0.926388), (4, 0.785812), (5, 0.746647)])
+@pytest.mark.parametrize("M,exact", [(M, reference.BATCH_VARIANT_A[M]) for M in (2, 4, 5)])
 def test_batch_first_matches_exact_variant_a_on_the_73_chain(M, exact):
     # theory.md §7.3 table "Batch SD variant A", exact to 6 decimals
     res = simulate(YIN, rules.recursive(M), 4, gamma=None, runs=40_000, rng=100 + M,
@@ -675,8 +676,7 @@ def test_batch_first_matches_exact_variant_a_on_the_73_chain(M, exact):
     assert_mean(res.mean_rejections, res.sem_rejections, exact, f"variant A M={M}")
 
 
-@pytest.mark.parametrize("M,ref,ref_se", [(2, 0.8888, 0.0055), (4, 0.6970, 0.0048),
-                                          (5, 0.6400, 0.0045)])
+@pytest.mark.parametrize("M,ref,ref_se", reference.BATCH_VARIANT_B_MC)
 def test_batch_tree_agrees_with_the_73_chain_monte_carlo_reference(M, ref, ref_se):
     # theory.md §7.3 variant B values are themselves MC estimates (20,000 runs), not exact:
     # compare within 5 combined standard errors

@@ -3,6 +3,7 @@ position on the path every engine takes, gamma clipped to the horizon, rule spec
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -284,3 +285,22 @@ def test_name_lossy_samplable_are_class_level_not_constructor_fields():
         type(rules.over_accept(0.1))(eps=0.1, lossy=False)  # no way to mislabel a lossy rule
     assert rules.over_accept(0.1).lossy and not rules.recursive(2).lossy
     assert not rules.optimal(2).samplable and rules.kseq(2).samplable
+
+
+# --------------------------------------------------------------------------------------------
+# the papers' numbers, once
+
+
+def test_reference_numbers_are_data_read_by_the_theory_table():
+    """Every expected value of ``scdsim theory`` comes from ``scdsim.reference``: the table's
+    module holds no typed paper number of its own (a float literal with 3+ decimals, other
+    than tolerances 0.00x)."""
+    import inspect
+
+    from scdsim import checks, reference
+
+    src = inspect.getsource(checks)
+    assert not re.findall(r"(?<![\w.])\d\.(?!00)\d{3,}", src.replace("4.891638475698", ""))
+    assert reference.YIN_EXAMPLE["expected_rejections"] == 1.0514
+    assert set(reference.SOURCES) <= set(reference.__all__)
+    assert sum(reference.YIN_EXAMPLE["per_position_tv"]) == pytest.approx(1.0514, abs=1e-15)
