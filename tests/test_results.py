@@ -124,3 +124,45 @@ def test_block_counts_are_stored_sparsely_not_as_a_runs_by_horizon_table():
     np.testing.assert_array_equal(np.bincount(res.block_runs, weights=res.block_counts,
                                               minlength=res.runs), res.target_calls)
     assert int((res.block_lengths * res.block_counts).sum()) == 2000 * res.runs
+
+
+# --------------------------------------------------------------------------------------------
+# memory: refuse at once what cannot fit, and the estimate bounds what is used
+
+
+def test_a_simulation_too_large_for_memory_is_refused_at_once():
+    import time
+
+    from scdsim.montecarlo import sample_autoregressive
+
+    pair = chains.yin_example()
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"simulate\(runs=100000000, horizon=4\) needs about .* "
+                                         r"GiB.*max_bytes"):
+        simulate(pair, rules.lossless, 4, runs=10**8)
+    with pytest.raises(ValueError, match=r"sample_autoregressive\(runs=1000000000, horizon=4\)"):
+        sample_autoregressive(pair.target, 4, runs=10**9)
+    with pytest.raises(ValueError, match="above the limit max_bytes"):
+        simulate(pair, rules.lossless, 4, runs=1000, max_bytes=10_000)
+    assert time.perf_counter() - t0 < 1.0
+    with pytest.raises(TypeError, match="max_bytes must be an integer"):
+        simulate(pair, rules.lossless, 4, runs=10, max_bytes=1.5)
+
+
+def test_the_memory_estimate_bounds_the_measured_peak():
+    import tracemalloc
+
+    from scdsim.montecarlo.engine import chunk_positions, memory_estimate
+
+    pair = chains.dirichlet_pair(12, 0.3, seed=1)
+    runs, T = 3000, 400
+    tracemalloc.start()
+    try:
+        simulate(pair, rules.lossless, T, runs=runs, rng=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    est = memory_estimate(runs, T, 3, chunk_positions(runs, 3, T))
+    tables = 64 * pair.S * pair.V * 8  # per-position tables do not grow with runs
+    assert peak <= est + tables, (peak, est)
+    assert est <= 4 * peak  # and is not a wild overestimate

@@ -3,6 +3,8 @@ docstring); the rule is read once per position through ``process.Scheme.laws``."
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -22,6 +24,35 @@ CHUNK_BYTES = 2 * 2**20
 MIN_CHUNK = 8
 # Positions per block when the chunk's tokens are copied to the run-major output.
 FLUSH_BLOCK = 16
+#: Memory a simulation may take by default (tokens and per-run buffers), bytes: a larger
+#: request is refused at once rather than grown into the machine's memory.
+MAX_BYTES = 1 << 30
+
+
+def memory_estimate(runs: int, horizon: int, n_slots: int, chunk: int) -> int:
+    """Bytes a simulation allocates in proportion to ``runs``: the ``(runs, T)`` int64 tokens,
+    a chunk of uniforms and their split columns/coins, the chunk's tokens and phases, and a
+    dozen per-run vectors (states, phases, counts), and the sparse block counts with their
+    merge temporaries (a run's blocks have at most ``sqrt(2 T) + 1`` distinct lengths, since
+    distinct lengths sum to at most T), with a margin of 1.25 for temporaries (measured peaks
+    are 0.55-0.82 of the estimate)."""
+    distinct = math.isqrt(2 * horizon) + 1
+    per_run = (8 * horizon + 8 * chunk * n_slots + 16 * chunk * n_slots + 16 * (chunk + 1)
+               + 8 * 16 + 64 * distinct + 8 * 8)
+    return int(1.25 * runs * per_run)
+
+
+def check_memory(runs: int, horizon: int, n_slots: int, chunk: int, max_bytes, what: str):
+    """Refuse a simulation whose ``memory_estimate`` exceeds ``max_bytes`` (None: MAX_BYTES)."""
+    limit = MAX_BYTES if max_bytes is None else check_int(max_bytes, "max_bytes", minimum=1)
+    need = memory_estimate(runs, horizon, n_slots, chunk)
+    if need > limit:
+        raise ValueError(
+            f"{what}(runs={runs}, horizon={horizon}) needs about {need / 2**30:.3g} GiB (the "
+            f"(runs, T) int64 tokens and per-run buffers), above the limit max_bytes = "
+            f"{limit / 2**30:.3g} GiB; use fewer runs, or several calls with different seeds "
+            "and pool their means, or raise max_bytes"
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -94,7 +125,7 @@ def chunk_positions(runs, n_slots, horizon):
 
 
 def simulate(pair, rule, horizon, gamma=None, runs=10_000, rng=None, batch="first",
-             progress=False) -> SimResult:
+             progress=False, max_bytes=None) -> SimResult:
     """Simulate ``runs`` independent speculative-decoding runs of ``horizon`` tokens.
 
     Parameters
@@ -118,6 +149,9 @@ def simulate(pair, rule, horizon, gamma=None, runs=10_000, rng=None, batch="firs
         Sequence-level reading of a multi-draft rule (ignored when ``rule.M == 1``).
     progress : bool
         Show a tqdm progress bar over positions.
+    max_bytes : int or None
+        Memory the run may take (``MAX_BYTES``, 1 GiB, when None); a larger request is refused
+        before anything is allocated.
 
     Returns
     -------
@@ -128,7 +162,9 @@ def simulate(pair, rule, horizon, gamma=None, runs=10_000, rng=None, batch="firs
     TypeError
         ``pair`` not a MarkovPair, ``rule`` not a Rule or not samplable (e.g. ``rules.optimal``).
     ValueError
-        ``horizon`` < 1 or beyond the kernels, ``gamma`` < 0, ``runs`` < 1, unknown ``batch``.
+        ``horizon`` < 1 or beyond the kernels, ``gamma`` < 0, ``runs`` < 1, unknown ``batch``,
+        or a run whose memory would exceed ``max_bytes``; a rule whose outputs are malformed
+        (named in the message).
 
     References
     ----------
@@ -143,8 +179,9 @@ def simulate(pair, rule, horizon, gamma=None, runs=10_000, rng=None, batch="firs
     # slot layout of one position: drafts [0, M) (slot 0 also the bonus), acceptances
     # [M, 2M), residual 2M
     n_slots = 2 * M + 1
-    streams = Streams(seed, runs, n_slots)
     chunk = chunk_positions(runs, n_slots, T)
+    check_memory(runs, T, n_slots, chunk, max_bytes, "simulate")
+    streams = Streams(seed, runs, n_slots)
     run = _Runs(pair, scheme, T, runs, chunk)
     tables = None
     token_slots = list(range(M)) + [2 * M]  # uniforms that draw a token: split once per chunk
@@ -359,7 +396,7 @@ class BlockCounts:
         if cells.size:
             self._pending.append(np.asarray(cells, dtype=np.int64))
             self._n_pending += cells.size
-            if self._n_pending > max(1 << 20, 2 * self._cells.size):
+            if self._n_pending > max(8 * self.runs, 2 * self._cells.size, 4096):
                 self._merge()
 
     def _merge(self):
@@ -377,7 +414,8 @@ class BlockCounts:
         return self._cells // self.L, self._cells % self.L, self._counts
 
 
-def sample_autoregressive(model, horizon, runs=10_000, rng=None, progress=False) -> np.ndarray:
+def sample_autoregressive(model, horizon, runs=10_000, rng=None, progress=False,
+                          max_bytes=None) -> np.ndarray:
     """Plain autoregressive sampling of a ``MarkovLM`` (Yin et al. Alg. 3), ``(runs, T)`` tokens.
 
     The baseline every lossless rule must match in law; ``simulate(..., gamma=0)`` has the same
@@ -391,6 +429,7 @@ def sample_autoregressive(model, horizon, runs=10_000, rng=None, progress=False)
     runs : int >= 1
     rng : int, numpy.random.Generator or None
     progress : bool, show a tqdm progress bar.
+    max_bytes : int or None, the memory limit (``MAX_BYTES`` when None); see ``simulate``.
     """
     if not isinstance(model, MarkovLM):
         raise TypeError(f"model must be a scdsim.MarkovLM, got {type(model).__name__}")
@@ -400,12 +439,13 @@ def sample_autoregressive(model, horizon, runs=10_000, rng=None, progress=False)
             f"horizon={horizon} exceeds the {model.max_horizon} positions the kernels define"
         )
     runs = check_int(runs, "runs", minimum=1)
+    chunk = chunk_positions(runs, 1, horizon)
+    check_memory(runs, horizon, 1, chunk, max_bytes, "sample_autoregressive")
     streams = Streams(seed_from(rng), runs, 1)
     tokens = np.empty((runs, horizon), dtype=np.int64)
     rowV = np.asarray(model.state_of, dtype=np.intp) * model.V
     sV = np.full(runs, model.start * model.V, dtype=np.intp)
     table = None
-    chunk = chunk_positions(runs, 1, horizon)
     with tqdm(total=horizon, disable=not progress, desc="sample_autoregressive",
               unit="pos") as bar:
         for n0 in range(0, horizon, chunk):
