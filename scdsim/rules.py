@@ -48,7 +48,7 @@ from scdsim._validate import (
     check_real,
     namespace,
 )
-from scdsim.distributions import positive_part_normalised
+from scdsim.distributions import entropy, positive_part_normalised
 
 __all__ = [
     "Rule",
@@ -401,8 +401,7 @@ class _Typical(Rule):
 
     def acceptances(self, p, q):
         xp = namespace(p, q)
-        safe = xp.where(p > 0, p, xp.ones_like(p))
-        h = -xp.sum(xp.where(p > 0, p * xp.log(safe), xp.zeros_like(p)), axis=-1, keepdims=True)
+        h = entropy(p)[..., None]  # nats
         thresh = xp.minimum(xp.full_like(h, self.eps), self.delta * xp.exp(-h))
         a = xp.astype(p > thresh, p.dtype) + xp.zeros_like(q)
         return a[..., None, :]
@@ -494,9 +493,17 @@ class _Recursive(Rule):
         r = p + xp.zeros_like(q)
         chain = [r]
         for _ in range(self.M):
-            r = positive_part_normalised(r - q, r)
+            nxt = positive_part_normalised(r - q, r)
+            if bool(xp.all(nxt == r)):
+                break  # a fixed point (r <= q wherever r > 0): every later residual is r
+            r = nxt
             chain.append(r)
-        return xp.stack(chain, axis=-2)
+        out = xp.stack(chain, axis=-2)
+        rest = self.M + 1 - len(chain)
+        if rest:
+            tail = xp.broadcast_to(r[..., None, :], tuple(r.shape[:-1]) + (rest, r.shape[-1]))
+            out = xp.concat([out, tail], axis=-2)
+        return out
 
     def acceptances(self, p, q):
         xp = namespace(p, q)
@@ -662,6 +669,9 @@ def _to_numpy(x):
 
 
 OPTIMAL_MAX_V = 22
+#: optimal(M) evaluates the subsets of this many (row, subset) entries at a time (64 MB each
+#: for the target's and the draft's masses), so a batch of rows costs time, not memory.
+OPTIMAL_CHUNK_ENTRIES = 1 << 23
 
 
 def _subset_masses(x):
@@ -708,9 +718,16 @@ class _Optimal(Rule):
             raise ValueError(
                 f"optimal(M) enumerates 2^V subsets; V={V} exceeds the limit {OPTIMAL_MAX_V}"
             )
-        pS, qS = _subset_masses(pn), _subset_masses(qn)  # (..., 2^V)
-        alpha = np.min(pS + 1.0 - qS**self.M, axis=-1)
-        return np.clip(alpha, 0.0, 1.0)
+        pn, qn = np.broadcast_arrays(pn, qn)
+        batch = pn.shape[:-1]
+        pn, qn = pn.reshape(-1, V), qn.reshape(-1, V)
+        # rows in chunks so that the (rows, 2^V) subset masses stay near OPTIMAL_CHUNK_ENTRIES
+        step = max(1, OPTIMAL_CHUNK_ENTRIES >> V)
+        alpha = np.empty(pn.shape[0])
+        for i in range(0, pn.shape[0], step):
+            pS, qS = _subset_masses(pn[i:i + step]), _subset_masses(qn[i:i + step])
+            alpha[i:i + step] = np.min(pS + 1.0 - qS**self.M, axis=-1)
+        return np.clip(alpha, 0.0, 1.0).reshape(batch)
 
     def acceptances(self, p, q):
         raise TypeError("optimal(M) has no sequential acceptance form; use rejection_prob")
@@ -871,6 +888,11 @@ def _check_rule(rule):
     return rule
 
 
+#: ``sequential_parts`` refuses a rule whose ``(..., M, V)`` acceptances would exceed this many
+#: entries (512 MB in float64) before asking the rule for them.
+MAX_ACCEPTANCE_ENTRIES = 1 << 26
+
+
 class SequentialParts(NamedTuple):
     """A sequential rule's laws at one position, checked (see ``sequential_parts``).
 
@@ -988,6 +1010,14 @@ def sequential_parts(rule, p, q) -> SequentialParts:
     xp = namespace(p, q)
     V = p.shape[-1]
     batch = np.broadcast_shapes(tuple(p.shape[:-1]), tuple(q.shape[:-1]))
+    entries = math.prod(batch) * rule.M * V
+    if entries > MAX_ACCEPTANCE_ENTRIES:
+        raise ValueError(
+            f"rule {rule.name}: its acceptances (..., M, V) = {_shape_text(batch + (rule.M, V))} "
+            f"hold {entries:,} entries, above the limit {MAX_ACCEPTANCE_ENTRIES:,}; use fewer "
+            "drafts M (the M -> infinity limit of the first-position batch is "
+            "scdsim.exact.expected_rejections_batch_limit) or fewer rows"
+        )
     a = rule.acceptances(p, q)
     check_acceptances(rule, a, batch, V)
     r = rule.residual(p, q)

@@ -304,3 +304,44 @@ def test_reference_numbers_are_data_read_by_the_theory_table():
     assert reference.YIN_EXAMPLE["expected_rejections"] == 1.0514
     assert set(reference.SOURCES) <= set(reference.__all__)
     assert sum(reference.YIN_EXAMPLE["per_position_tv"]) == pytest.approx(1.0514, abs=1e-15)
+
+
+# --------------------------------------------------------------------------------------------
+# rules whose cost grew faster than their input
+
+
+def test_recursive_residual_chain_stops_at_its_fixed_point_and_changes_no_number():
+    rng = np.random.default_rng(3)
+    P, Q = rng.dirichlet(np.full(6, 0.5), size=5), rng.dirichlet(np.full(6, 0.5), size=5)
+    rule = rules.recursive(40)
+    chain = rule.residual_chain(P, Q)
+    r, ref = P.copy(), [P.copy()]
+    for _ in range(40):  # the recursion written out, no early exit
+        pos = np.clip(r - Q, 0.0, None)
+        mass = pos.sum(axis=-1, keepdims=True)
+        r = np.where(mass > 0, pos / np.where(mass > 0, mass, 1.0), r)
+        ref.append(r)
+    np.testing.assert_allclose(chain, np.stack(ref, axis=-2), rtol=0, atol=1e-15)
+    t0 = time.perf_counter()
+    assert float(rejection_prob(rules.recursive(10**6), P3, Q3)) < 1e-300
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_acceptances_too_large_for_memory_are_refused_before_they_are_built():
+    P = np.full((1000, 1000), 1e-3)
+    with pytest.raises(ValueError, match=r"recursive\(100\): its acceptances .* above the limit"
+                                         r".*expected_rejections_batch_limit"):
+        rejection_prob(rules.recursive(100), P, P)
+
+
+def test_optimal_over_a_batch_in_row_chunks_equals_row_by_row(monkeypatch):
+    rng = np.random.default_rng(8)
+    P, Q = rng.dirichlet(np.ones(7), size=(3, 4)), rng.dirichlet(np.ones(7), size=(3, 4))
+    whole = rejection_prob(rules.optimal(3), P, Q)
+    monkeypatch.setattr(rules, "OPTIMAL_CHUNK_ENTRIES", 1 << 8)  # two rows of 2^7 at a time
+    chunked = rejection_prob(rules.optimal(3), P, Q)
+    rows = np.array([[float(rejection_prob(rules.optimal(3), P[i, j], Q[i, j])) for j in range(4)]
+                     for i in range(3)])
+    assert chunked.shape == whole.shape == (3, 4)
+    np.testing.assert_array_equal(chunked, whole)
+    np.testing.assert_array_equal(rows, whole)
