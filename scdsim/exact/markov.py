@@ -671,14 +671,21 @@ def _mean_rule_rejection(pair, rule, marginals):
     return _state_average(pair, T, rej, lambda n, s: marginals[n]) / T
 
 
-@dataclass(frozen=True)
-class StationaryRates:
+@dataclass(frozen=True, repr=False)
+class StationaryRates(Result):
     """Long-horizon rates of a homogeneous pair from the stationary law of the block chain."""
 
     rejections_per_token: float
     calls_per_token: float
     tokens_per_call: float
     draft_positions_per_token: float
+
+    def __repr__(self):
+        return (f"StationaryRates(rejections/token {self.rejections_per_token:.6g}, "
+                f"tokens/call {self.tokens_per_call:.6g})")
+
+    def summary(self) -> str:
+        return "\n".join([repr(self)] + [f"  {k:<26} {v}" for k, v in self.to_dict().items()])
 
 
 def stationary_rates(pair, rule, gamma=None, batch="first"):
