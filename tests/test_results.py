@@ -166,3 +166,14 @@ def test_the_memory_estimate_bounds_the_measured_peak():
     tables = 64 * pair.S * pair.V * 8  # per-position tables do not grow with runs
     assert peak <= est + tables, (peak, est)
     assert est <= 4 * peak  # and is not a wild overestimate
+
+
+def test_the_dense_block_table_is_refused_when_too_large(monkeypatch):
+    from scdsim.montecarlo import result
+
+    res = simulate(chains.yin_example(), rules.lossless, 4, runs=100, rng=0)
+    assert res.blocks_by_length.shape == (100, 6)
+    monkeypatch.setattr(result, "DENSE_MAX_ENTRIES", 599)
+    with pytest.raises(ValueError, match=r"dense \(100, 6\) table of 600 entries.*block_counts"):
+        _ = res.blocks_by_length
+    assert res.block_length_counts.sum() == res.target_calls.sum()  # the sparse view still works

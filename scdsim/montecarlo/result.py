@@ -17,7 +17,10 @@ from scdsim._results import Result, frozen
 from scdsim._validate import check_real
 from scdsim.agreement import ratio_of_means
 
-__all__ = ["SimResult"]
+__all__ = ["SimResult", "DENSE_MAX_ENTRIES"]
+
+#: The dense per-run block table (``SimResult.blocks_by_length``) is built up to this size.
+DENSE_MAX_ENTRIES = 1 << 26
 
 
 def _sem(x) -> float:
@@ -157,7 +160,19 @@ class SimResult(Result):
 
     @property
     def blocks_by_length(self) -> np.ndarray:
-        """Dense ``(runs, n_lengths)`` counts: blocks of each run that emitted ``j`` tokens."""
+        """Dense ``(runs, n_lengths)`` counts: blocks of each run that emitted ``j`` tokens.
+
+        Built on demand from the sparse counts; refused above ``DENSE_MAX_ENTRIES`` entries
+        (the pooled ``block_length_counts`` and ``mean_blocks_by_length`` need no dense table).
+        """
+        entries = self.runs * self.n_lengths
+        if entries > DENSE_MAX_ENTRIES:
+            raise ValueError(
+                f"blocks_by_length would be a dense ({self.runs}, {self.n_lengths}) table of "
+                f"{entries:,} entries, above {DENSE_MAX_ENTRIES:,}; use block_runs, "
+                "block_lengths and block_counts (sparse), block_length_counts or "
+                "mean_blocks_by_length"
+            )
         out = np.zeros((self.runs, self.n_lengths), dtype=np.int64)
         out[self.block_runs, self.block_lengths] = self.block_counts
         return frozen(out)
