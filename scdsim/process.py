@@ -38,11 +38,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
 from scdsim._validate import check_choice, check_int, namespace
 from scdsim.chains import MarkovPair
 from scdsim.rules import Rule, SequentialParts, check_law, sequential_parts
 
-__all__ = ["Scheme", "PositionLaws", "MODES", "BONUS_STEP_ATOL", "sequence_args"]
+__all__ = ["Scheme", "PositionLaws", "MODES", "BONUS_STEP_ATOL", "bonus_step_atol", "sequence_args"]
 
 MODES = ("single", "first", "tree")
 
@@ -51,6 +53,22 @@ MODES = ("single", "first", "tree")
 #: engines then draw (Monte Carlo) or propagate (exact) the bonus as one more verification step,
 #: so a larger tolerance would let a difference into exact claims (1e-12).
 BONUS_STEP_ATOL = 1e-14
+
+
+def bonus_step_atol(dtype) -> float:
+    """``BONUS_STEP_ATOL`` in float64; the same number of ulps (about 45) in float32 (5.4e-6),
+    whose rounding of the step law is coarser; float16/bfloat16 get float32's (a coarser
+    tolerance would fold laws that differ: without the fold the bonus is drawn from its own
+    law, always correct)."""
+    eps64 = float(np.finfo(np.float64).eps)
+    if type(dtype).__module__.startswith("torch"):  # torch is already imported by the caller
+        import torch
+
+        eps = float(torch.finfo(dtype).eps)
+    else:
+        eps = float(np.finfo(dtype).eps)
+    eps32 = float(np.finfo(np.float32).eps)  # half precisions fold only what float32 would
+    return BONUS_STEP_ATOL * min(max(eps, eps64), eps32) / eps64
 
 
 @dataclass(frozen=True)
@@ -217,7 +235,7 @@ class PositionLaws:
         one = self.parts[1]
         xp = namespace(one.accepted_law)
         step = one.accepted_law + one.all_reject[..., None] * one.residual
-        return bool(float(xp.max(xp.abs(step - self.bonus))) <= BONUS_STEP_ATOL)
+        return bool(float(xp.max(xp.abs(step - self.bonus))) <= bonus_step_atol(step.dtype))
 
 
 def sequence_args(pair, rule, horizon, gamma, batch):

@@ -345,3 +345,18 @@ def test_optimal_over_a_batch_in_row_chunks_equals_row_by_row(monkeypatch):
     assert chunked.shape == whole.shape == (3, 4)
     np.testing.assert_array_equal(chunked, whole)
     np.testing.assert_array_equal(rows, whole)
+
+
+def test_bonus_step_tolerance_is_the_same_number_of_ulps_in_float32_and_no_looser_below():
+    from scdsim.process import bonus_step_atol
+
+    assert bonus_step_atol(np.float64) == BONUS_STEP_ATOL
+    ulps = BONUS_STEP_ATOL / np.finfo(np.float64).eps
+    assert bonus_step_atol(np.float32) == pytest.approx(ulps * np.finfo(np.float32).eps)
+    assert bonus_step_atol(np.float16) == bonus_step_atol(np.float32)
+    # a float32 lossless or k-SEQ step is its bonus law (rounding only), a lossy one is not
+    P = np.array([[0.2, 0.3, 0.5], [0.6, 0.4, 0.0]], dtype=np.float32)
+    Q = np.array([[0.5, 0.3, 0.2], [0.2, 0.2, 0.6]], dtype=np.float32)
+    for rule, by_step in [(rules.lossless, True), (rules.kseq(2), True),
+                          (rules.over_accept(0.1), False), (rules.typical(0.09, 0.3), False)]:
+        assert Scheme(rule, gamma=2).laws(P, Q).bonus_is_step is by_step, rule
