@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scdsim._validate import check_int
+
 __all__ = [
     "ALPHA",
     "MIN_EXPECTED",
@@ -133,6 +135,10 @@ def _as_counts_probs(counts, probs):
         raise ValueError("counts must be finite and nonnegative")
     if np.any(probs < 0) or not np.all(np.isfinite(probs)):
         raise ValueError("probs must be finite and nonnegative")
+    if counts.size == 0:
+        raise ValueError("counts and probs have no cells")
+    if abs(probs.sum() - 1.0) > 1e-6:
+        raise ValueError(f"probs must sum to 1 within 1e-6, got {probs.sum():.9g}")
     return counts, probs
 
 
@@ -201,8 +207,9 @@ def chi_square_power(probs, alternative, n: int, alpha: float = ALPHA,
     if statistic not in ("pearson", "g"):
         raise ValueError(f"statistic must be one of ['g', 'pearson'], got {statistic!r}")
     alpha = _alpha(alpha)
-    probs = np.asarray(probs, dtype=float).ravel()
-    alt = np.asarray(alternative, dtype=float).ravel()
+    n = check_int(n, "n", minimum=1)
+    _, probs = _as_counts_probs(np.zeros(np.size(probs)), probs)
+    _, alt = _as_counts_probs(np.zeros(np.size(alternative)), alternative)
     if probs.shape != alt.shape:
         raise ValueError(f"probs has {probs.size} cells but alternative has {alt.size}")
     groups = merged_cells(n * probs)
@@ -229,6 +236,7 @@ def sampling_noise_tv(probs, n: int) -> float:
     >>> round(sampling_noise_tv([0.5, 0.5], 10_000), 5)
     0.00399
     """
+    n = check_int(n, "n", minimum=1)
     p = np.clip(np.asarray(probs, dtype=float).ravel(), 0.0, 1.0)
     return 0.5 * float(np.sum(np.sqrt(2.0 * p * (1.0 - p) / (math.pi * n))))
 
@@ -245,7 +253,11 @@ def ratio_of_means(scale: float, costs) -> tuple[float, float]:
     (2.0, 0.4)
     """
     X = np.asarray(costs, dtype=float).ravel()
+    if X.size == 0 or not np.all(np.isfinite(X)):
+        raise ValueError("costs must be a non-empty array of finite numbers")
     m = float(np.mean(X))
+    if m == 0.0:
+        raise ValueError("costs have mean 0: the ratio scale / mean(costs) is undefined")
     value = float(scale) / m
     if X.size < 2:
         return value, math.nan

@@ -107,3 +107,20 @@ def test_ratio_of_means_delta_method():
     assert value == pytest.approx(20.0 / 6.0)
     assert se == pytest.approx(20.0 * X.std(ddof=1) / (2.0 * 36.0))
     assert math.isnan(agreement.ratio_of_means(20.0, [5.0])[1])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: agreement.chi_square([], []), "no cells"),
+    (lambda: agreement.chi_square([1, 2], [0.5, 0.4]), "probs must sum to 1"),
+    (lambda: agreement.chi_square([1, -2], [0.5, 0.5]), "counts must be finite and nonnegative"),
+    (lambda: agreement.chi_square([1, 2], [np.nan, 0.5]), "probs must be finite"),
+    (lambda: agreement.chi_square_power([0.5, 0.5], [0.6, 0.4], 0), "n must be >= 1"),
+    (lambda: agreement.chi_square_power([0.5, 0.5], [0.6, 0.3], 100), "probs must sum to 1"),
+    (lambda: agreement.sampling_noise_tv([0.5, 0.5], -3), "n must be >= 1"),
+    (lambda: agreement.ratio_of_means(1.0, []), "non-empty array of finite numbers"),
+    (lambda: agreement.ratio_of_means(1.0, [0.0, 0.0]), "mean 0"),
+    (lambda: agreement.z_threshold(1.5), "alpha must lie in"),
+])
+def test_bad_input_gets_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
