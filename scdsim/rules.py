@@ -911,12 +911,19 @@ def _shape_text(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _got(x):
+    """How an output is described in an error: its shape, or its type when it is no array."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return _shape_text(tuple(x.shape))
+    return f"a {type(x).__name__}, not an array"
+
+
 def check_acceptances(rule, a, batch, V):
     """Refuse acceptances that lack the ``(..., M, V)`` shape or leave ``[0, 1]``."""
     M = rule.M
     want = tuple(batch) + (M, V)
-    shape = tuple(getattr(a, "shape", ()))
-    ok_shape = len(shape) == len(want) and shape[-2:] == (M, V)
+    shape = tuple(a.shape) if hasattr(a, "shape") and hasattr(a, "dtype") else None
+    ok_shape = shape is not None and len(shape) == len(want) and shape[-2:] == (M, V)
     if ok_shape:
         try:
             ok_shape = np.broadcast_shapes(shape, want) == want
@@ -925,8 +932,7 @@ def check_acceptances(rule, a, batch, V):
     if not ok_shape:
         raise ValueError(
             f"rule {rule.name}: acceptances must have shape (..., M, V) = {_shape_text(want)} "
-            f"(M = {M} drafts on an axis of their own, before the vocabulary), got "
-            f"{_shape_text(shape)}"
+            f"(M = {M} drafts on an axis of their own, before the vocabulary), got {_got(a)}"
         )
     if isinstance(a, np.ndarray):  # the engines' path: two reductions, no namespace lookup
         lo, hi = a.min(initial=0.0), a.max(initial=0.0)
@@ -944,8 +950,8 @@ def check_law(rule, law, batch, V, what):
     """Refuse a rule's law (residual, bonus) of the wrong shape, negative, non-finite or
     unnormalised (row sums within the dtype's tolerance, as every input law)."""
     want = tuple(batch) + (V,)
-    shape = tuple(getattr(law, "shape", ()))
-    ok_shape = len(shape) == len(want) and shape[-1:] == (V,)
+    shape = tuple(law.shape) if hasattr(law, "shape") and hasattr(law, "dtype") else None
+    ok_shape = shape is not None and len(shape) == len(want) and shape[-1:] == (V,)
     if ok_shape:
         try:
             ok_shape = np.broadcast_shapes(shape, want) == want
@@ -954,7 +960,7 @@ def check_law(rule, law, batch, V, what):
     if not ok_shape:
         raise ValueError(
             f"rule {rule.name}: {what} law must have shape (..., V) = {_shape_text(want)}, got "
-            f"{_shape_text(shape)}"
+            f"{_got(law)}"
         )
     if isinstance(law, np.ndarray) and law.size:  # the engines' path: three reductions
         tol = _tolerance(law)

@@ -143,6 +143,20 @@ def test_a_bonus_law_that_is_not_a_law_is_refused_by_both_engines():
         mk.expected_rejections(YIN, rules.lossless, 4), abs=1e-15)
 
 
+def test_a_rule_returning_something_that_is_no_array_is_named():
+    class ListRule(Rule):
+        name = "list-rule"
+
+        def acceptances(self, p, q):
+            return [[1.0, 1.0, 1.0]]
+
+        def residual(self, p, q):
+            return None
+
+    with pytest.raises(ValueError, match="list-rule: acceptances .* got a list, not an array"):
+        step_law(ListRule(), P3, Q3)
+
+
 def test_the_malformed_rules_would_give_wrong_numbers_unchecked():
     """Negative control for the checks: computed by hand, each malformed rule's step law is
     not a law or not the target, so a silent pass would be a wrong number."""
