@@ -511,7 +511,16 @@ class _Recursive(Rule):
         return _min1(xp, _ratio(xp, chain[..., :-1, :], q[..., None, :]))
 
     def residual(self, p, q):
-        return self.residual_chain(p, q)[..., -1, :]
+        # r_M by the same recursion, kept contiguous (a slice of the chain is a strided view,
+        # which makes every later matrix product on it several times slower)
+        xp = namespace(p, q)
+        r = p + xp.zeros_like(q)
+        for _ in range(self.M):
+            nxt = positive_part_normalised(r - q, r)
+            if bool(xp.all(nxt == r)):
+                break
+            r = nxt
+        return r
 
     def with_drafts(self, m):
         return self if m == self.M else _Recursive(M=m)
