@@ -4,15 +4,16 @@ imports real_models, paper_figures, matplotlib, transformers or torch when it is
 Layers (docs/architecture.md), lowest first; a module may import any lower layer, and its own
 layer only inside its own package (``exact.markov`` may import ``exact.lp``):
 
-0. ``_validate``, ``_results``, ``agreement``, ``reference``  (no scdsim imports but these)
-1. ``distributions``, ``cost``
-2. ``contrast``
-3. ``rules``, ``chains``
-4. ``process``
-5. ``exact``, ``montecarlo``
-6. ``checks`` (the theory table)
-7. ``cli``
-8. the package ``scdsim`` itself (its public API), ``__main__``
+0. ``_validate`` (input checks)
+1. ``_results``, ``agreement``, ``reference``
+2. ``distributions``, ``cost``
+3. ``contrast``
+4. ``rules``, ``chains``
+5. ``process``
+6. ``exact``, ``montecarlo``
+7. ``checks`` (the theory table)
+8. ``cli``
+9. the package ``scdsim`` itself (its public API), ``__main__``
 
 Every import is counted, also one inside a function: a lazy upward import is still a cycle.
 """
@@ -30,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "scdsim"
 
 LAYERS = [
-    {"_validate", "_results", "agreement", "reference"},
+    {"_validate"},
+    {"_results", "agreement", "reference"},
     {"distributions", "cost"},
     {"contrast"},
     {"rules", "chains"},
