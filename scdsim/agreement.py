@@ -37,6 +37,9 @@ __all__ = [
     "chi_square_power",
     "sampling_noise_tv",
     "ratio_of_means",
+    "STEMS",
+    "Agreement",
+    "compare",
 ]
 
 #: The project's per-assert false-fail rate.
@@ -262,3 +265,48 @@ def ratio_of_means(scale: float, costs) -> tuple[float, float]:
     if X.size < 2:
         return value, math.nan
     return value, float(scale) * float(np.std(X, ddof=1)) / (math.sqrt(X.size) * m * m)
+
+
+#: The scalar stems shared by exact (``expected_<stem>``) and estimated (``mean_<stem>``,
+#: ``sem_<stem>``) results (docs/architecture.md).
+STEMS = ("rejections", "target_calls", "draft_tokens")
+
+
+class Agreement(NamedTuple):
+    """One shared quantity of an exact result and an estimate."""
+
+    stem: str
+    exact: float
+    mean: float
+    sem: float
+    z: float
+    agrees: bool
+
+
+def compare(exact, estimate, stems=STEMS, alpha: float = ALPHA) -> list[Agreement]:
+    """"Exact vs estimate" as a loop over the shared names.
+
+    Parameters
+    ----------
+    exact : result with ``expected_<stem>`` attributes (``SequenceLaw``, ``BlockStats``)
+    estimate : result with ``mean_<stem>`` and ``sem_<stem>`` (``SimResult``, real-model results)
+    stems : names to compare (default ``STEMS``; ``"tokens_per_call"`` compares the unprefixed
+        ratio with ``sem_tokens_per_call``)
+    alpha : false-fail rate of each agreement
+
+    Returns
+    -------
+    list of Agreement
+    """
+    rows = []
+    for stem in stems:
+        if stem == "tokens_per_call":
+            ex, mean = exact.tokens_per_call, estimate.tokens_per_call
+            sem = estimate.sem_tokens_per_call
+        else:
+            ex = getattr(exact, f"expected_{stem}")
+            mean, sem = getattr(estimate, f"mean_{stem}"), getattr(estimate, f"sem_{stem}")
+        ex, mean, sem = float(ex), float(mean), float(sem)
+        rows.append(Agreement(stem, ex, mean, sem, z_score(mean, sem, ex),
+                              mean_agrees(mean, sem, ex, alpha)))
+    return rows

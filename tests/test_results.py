@@ -45,6 +45,19 @@ def test_exact_and_monte_carlo_agree_over_the_shared_stems(both):
     assert agreement.mean_agrees(value, se, law.speedup(0.1))
 
 
+def test_compare_is_the_loop_over_shared_names(both):
+    law, res = both
+    rows = agreement.compare(law, res, stems=agreement.STEMS + ("tokens_per_call",))
+    assert [r.stem for r in rows] == ["rejections", "target_calls", "draft_tokens",
+                                      "tokens_per_call"]
+    assert all(r.agrees for r in rows), rows
+    assert rows[0].exact == law.expected_rejections and rows[0].mean == res.mean_rejections
+    # negative control: an exact value shifted by 10 standard errors does not agree
+    shifted = type("Shifted", (), {"expected_rejections": law.expected_rejections
+                                   + 10 * res.sem_rejections})()
+    assert not agreement.compare(shifted, res, stems=("rejections",))[0].agrees
+
+
 def test_the_exact_vocabulary_is_consistent_with_block_stats(both):
     law, _ = both
     bs = mk.block_stats(PAIR, rules.recursive(2), T, GAMMA, c=0.1)

@@ -287,6 +287,7 @@ class SequenceLaw(Result):
 
     _summary = ("expected_rejections", "expected_target_calls", "expected_draft_tokens",
                 "tokens_per_call", "block_length_pmf", "position_rejection")
+    _bulky = ("marginals",)  # (T, V): in to_dict(bulky=True) only
 
     def __post_init__(self):
         self._freeze()
