@@ -190,3 +190,18 @@ def test_the_dense_block_table_is_refused_when_too_large(monkeypatch):
     with pytest.raises(ValueError, match=r"dense \(100, 6\) table of 600 entries.*block_counts"):
         _ = res.blocks_by_length
     assert res.block_length_counts.sum() == res.target_calls.sum()  # the sparse view still works
+
+
+def test_sparse_and_dense_block_counting_give_the_same_result(monkeypatch):
+    """Small runs x L tables are counted densely, large ones sparsely: same counts either way."""
+    from scdsim.montecarlo import engine
+
+    pair = chains.dirichlet_pair(8, 0.3, seed=1)
+    for gamma in (None, 3):
+        dense = simulate(pair, rules.lossless, 300, gamma=gamma, runs=200, rng=5)
+        with monkeypatch.context() as m:
+            m.setattr(engine, "DENSE_BLOCK_CELLS", 0)
+            sparse = simulate(pair, rules.lossless, 300, gamma=gamma, runs=200, rng=5)
+        for name in ("block_runs", "block_lengths", "block_counts", "rejections", "target_calls",
+                     "draft_tokens", "phase_attempts", "phase_accepts"):
+            np.testing.assert_array_equal(getattr(dense, name), getattr(sparse, name), err_msg=name)

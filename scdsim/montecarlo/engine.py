@@ -24,6 +24,8 @@ CHUNK_BYTES = 2 * 2**20
 MIN_CHUNK = 8
 # Positions per block when the chunk's tokens are copied to the run-major output.
 FLUSH_BLOCK = 16
+# Block counts per (run, length) are a dense table up to this many cells (BlockCounts).
+DENSE_BLOCK_CELLS = 1 << 22
 #: Memory a simulation may take by default (tokens and per-run buffers), bytes: a larger
 #: request is refused at once rather than grown into the machine's memory.
 MAX_BYTES = 1 << 30
@@ -39,7 +41,8 @@ def memory_estimate(runs: int, horizon: int, n_slots: int, chunk: int) -> int:
     distinct = math.isqrt(2 * horizon) + 1
     per_run = (8 * horizon + 8 * chunk * n_slots + 16 * chunk * n_slots + 16 * (chunk + 1)
                + 8 * 16 + 64 * distinct + 8 * 8)
-    return int(1.25 * runs * per_run)
+    dense_blocks = 8 * min(runs * (horizon + 2), DENSE_BLOCK_CELLS)
+    return int(1.25 * (runs * per_run + dense_blocks))
 
 
 def check_memory(runs: int, horizon: int, n_slots: int, chunk: int, max_bytes, what: str):
@@ -336,7 +339,7 @@ class _Runs:
         self.kbuf[C] = self.k  # the phase at n1 (after the horizon: 0 iff the block ended)
         cur, nxt = self.kbuf[:C], self.kbuf[1:C + 1]
         ends = nxt == 0
-        self.blocks.add((cur + self.run_L1)[ends])  # cell (run, k + 1) of a block ending here
+        self.blocks.add_positions(cur + self.run_L1, ends)  # cell (run, k + 1) of a block end
         rejected = ends if self.gamma is None else ends & (cur < self.gamma)
         self.pos_rej[n0:n1] = np.count_nonzero(rejected, axis=1)
         if self.gamma is None:  # budget T - n of a block starting at n
@@ -381,19 +384,35 @@ class _Runs:
 
 
 class BlockCounts:
-    """Counts of blocks per (run, length) cell, kept sparse: the flat cells ``run L + length``
-    of ended blocks are gathered and merged (``np.unique``) whenever the pending ones outgrow
-    the merged ones, so memory follows the number of distinct cells, not ``runs x L``."""
+    """Counts of blocks per (run, length) cell ``run L + length``.
+
+    A dense table while ``runs x L`` is at most ``DENSE_BLOCK_CELLS`` (32 MB: the usual gamma
+    blocks); beyond, sparse: the cells of ended blocks are gathered and merged (``np.unique``)
+    whenever the pending ones outgrow the merged ones, so memory follows the number of distinct
+    cells, not ``runs x L`` (drafting to the horizon: ``L = T + 2``).
+    """
 
     def __init__(self, runs, L):
         self.runs, self.L = runs, L
+        self._dense = np.zeros(runs * L, dtype=np.int64) if runs * L <= DENSE_BLOCK_CELLS else None
         self._cells = np.zeros(0, dtype=np.int64)
         self._counts = np.zeros(0, dtype=np.int64)
         self._pending = []
         self._n_pending = 0
 
+    def add_positions(self, cells, ends):
+        """Blocks ending at the positions of a chunk: ``cells (C, runs)``, mask ``ends``."""
+        if self._dense is not None:
+            for i in range(cells.shape[0]):  # runs are distinct within a position
+                self._dense[cells[i][ends[i]]] += 1
+        else:
+            self.add(cells[ends])
+
     def add(self, cells):
-        if cells.size:
+        """One block in each of ``cells`` (distinct cells)."""
+        if self._dense is not None:
+            self._dense[cells] += 1
+        elif cells.size:
             self._pending.append(np.asarray(cells, dtype=np.int64))
             self._n_pending += cells.size
             if self._n_pending > max(8 * self.runs, 2 * self._cells.size, 4096):
@@ -410,6 +429,9 @@ class BlockCounts:
 
     def coo(self):
         """``(run, length, count)`` of every nonzero cell, ordered by run then length."""
+        if self._dense is not None:
+            nz = np.flatnonzero(self._dense)
+            return nz // self.L, nz % self.L, self._dense[nz]
         self._merge()
         return self._cells // self.L, self._cells % self.L, self._counts
 
