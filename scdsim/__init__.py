@@ -6,13 +6,15 @@ kernels ``p`` = target and ``q`` = draft, as in Leviathan et al.; Yin et al. use
 letters. Argument order is always (target, draft).
 """
 
-from scdsim import chains, cost, rules
+from scdsim import agreement, chains, cost, reference, rules
 from scdsim.chains import MarkovLM, MarkovPair, contrast_chain, scd_pair
 from scdsim.contrast import contrastive, contrastive_scores, plausible_set
 from scdsim.distributions import entropy, overlap, residual, tv, warp
 from scdsim.exact.lp import front_gap, optimal_acceptance_lp, pareto_front, rejection_lower_bound
 from scdsim.exact.markov import (
+    BatchCurve,
     BlockStats,
+    SequenceLaw,
     StationaryRates,
     batch_curve,
     block_stats,
@@ -24,15 +26,17 @@ from scdsim.exact.markov import (
     output_marginals,
     position_rejection,
     rejection_distribution,
+    sequence_law,
     stationary_rates,
 )
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
+from scdsim.process import Scheme
 from scdsim.rules import acceptance_prob, rejection_prob, step_law
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "rules", "cost", "chains",
+    "rules", "cost", "chains", "agreement", "reference", "Scheme",
     "tv", "overlap", "residual", "entropy", "warp",
     "contrastive", "contrastive_scores", "plausible_set",
     "step_law", "rejection_prob", "acceptance_prob",
@@ -41,6 +45,6 @@ __all__ = [
     "expected_rejections", "expected_rejections_theorem1", "expected_rejections_batch_limit",
     "rejection_distribution", "position_rejection", "output_marginals", "exact_joint_law",
     "joint_tv_to_target", "block_stats", "BlockStats", "stationary_rates", "StationaryRates",
-    "batch_curve",
+    "batch_curve", "BatchCurve", "sequence_law", "SequenceLaw",
     "simulate", "SimResult", "sample_autoregressive",
 ]

@@ -42,7 +42,6 @@ __all__ = [
     "check_real",
     "check_unit_interval",
     "check_choice",
-    "check_sequence_args",
     "namespace",
 ]
 
@@ -269,29 +268,3 @@ def check_choice(value, name: str, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)!r}, got {value!r}")
     return value
-
-
-def check_sequence_args(pair, rule, horizon, gamma, batch, engine: str):
-    """Check the arguments shared by the exact and Monte Carlo sequence engines.
-
-    ``pair`` must be a ``MarkovPair``, ``rule`` a samplable ``Rule``, ``horizon`` a valid
-    number of positions of the pair, ``gamma`` an int >= 0 or None, ``batch`` "first" or
-    "tree". Returns ``(horizon, gamma)``; ``engine`` names the caller in error messages.
-    """
-    # imported here: chains and rules import this module
-    from scdsim.chains import MarkovPair
-    from scdsim.rules import Rule
-
-    if not isinstance(pair, MarkovPair):
-        raise TypeError(f"pair must be a scdsim.MarkovPair, got {type(pair).__name__}")
-    if not isinstance(rule, Rule):
-        raise TypeError(f"rule must be a scdsim rule (e.g. rules.lossless), got {rule!r}")
-    if not rule.samplable:
-        raise TypeError(
-            f"rule {rule.name} has no sequential (acceptance, residual) form; the {engine} "
-            "needs a samplable rule"
-        )
-    horizon = pair.check_horizon(horizon)
-    gamma = check_int(gamma, "gamma", minimum=0, allow_none=True)
-    check_choice(batch, "batch", {"first", "tree"})
-    return horizon, gamma

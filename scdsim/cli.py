@@ -16,12 +16,10 @@ import os
 import sys
 import tempfile
 
+from scdsim.rules import RULE_SPECS as RULE_HELP
+
 __all__ = ["main", "parse_rule", "parse_pair"]
 
-RULE_HELP = (
-    "lossless | greedy | recursive:M | kseq:M | optimal:M | over_accept:EPS[:additive|ratio][:optimal|target]"
-    " | lenient:L | typical:EPS:DELTA"
-)
 PAIR_HELP = (
     "yin (docs/theory.md §3, T=4) | bernoulli:TARGET_P:DRAFT_P | uniform:V | dirichlet:V:MEAN_TV[:SEED]"
     " | zipf:V:S:MEAN_TV[:SEED] | bigram[:VOCAB] | scd-bigram[:VOCAB] (expert = bigram target,"
@@ -30,37 +28,13 @@ PAIR_HELP = (
 
 
 def parse_rule(spec: str):
-    """Build a rule from a CLI spec such as ``recursive:3`` or ``over_accept:0.2:ratio:target``."""
+    """Build a rule from a CLI spec such as ``recursive:3`` (``scdsim.rules.from_spec``)."""
     from scdsim import rules
 
-    name, *args = spec.split(":")
     try:
-        if name == "lossless" and not args:
-            return rules.lossless
-        if name == "greedy" and not args:
-            return rules.greedy
-        if name in ("recursive", "kseq", "optimal") and len(args) == 1:
-            return getattr(rules, name)(int(args[0]))
-        if name == "over_accept" and 1 <= len(args) <= 3:
-            kw = {}
-            for a in args[1:]:
-                key = ("form" if a in ("additive", "ratio") else
-                       "resample" if a in ("optimal", "target") else None)
-                if key is None:
-                    raise ValueError(f"unknown over_accept option {a!r}; expected additive|ratio "
-                                     "and/or optimal|target")
-                if key in kw:
-                    raise ValueError(f"contradictory over_accept options: {key} given twice "
-                                     f"({kw[key]!r} and {a!r})")
-                kw[key] = a
-            return rules.over_accept(_finite(args[0]), **kw)
-        if name == "lenient" and len(args) == 1:
-            return rules.lenient(_finite(args[0]))
-        if name == "typical" and len(args) == 2:
-            return rules.typical(_finite(args[0]), _finite(args[1]))
+        return rules.from_spec(spec)
     except (ValueError, TypeError) as e:
         raise ValueError(f"--rule {spec!r}: {e}") from None
-    raise ValueError(f"--rule {spec!r} is not understood; expected {RULE_HELP}")
 
 
 def _finite(text):
@@ -140,6 +114,7 @@ def cmd_theory(args):
 def cmd_simulate(args):
     import numpy as np
 
+    from scdsim import agreement
     from scdsim import exact as X
     from scdsim.montecarlo import simulate
 
@@ -182,34 +157,30 @@ def cmd_simulate(args):
                          {"quantity": "E[target calls]", "exact": None,
                           "monte_carlo": res.mean_target_calls, "se": res.sem_target_calls}]})
         return 0
-    rows = [("E[rejections]", float(law.position_rejection.sum()), res.mean_rejections, res.sem_rejections),
-            ("E[target calls]", float(law.block_starts.sum()), res.mean_target_calls, res.sem_target_calls)]
+    # the shared result vocabulary: exact expected_<stem> against Monte Carlo mean_/sem_<stem>
+    rows = [("E[rejections]", law.expected_rejections, res.mean_rejections, res.sem_rejections),
+            ("E[target calls]", law.expected_target_calls, res.mean_target_calls, res.sem_target_calls)]
     if gamma is not None:
         bs = X.block_stats(pair, rule, T, gamma, c=args.c, batch=args.batch)
-        # T / mean(X) for per-run costs X; s.e. by the delta method, T sd(X) / (sqrt(N) mean(X)^2)
-        for name, exact_value, X in (
-                ("tokens per call", bs.tokens_per_call, res.target_calls.astype(float)),
-                (f"speedup (c={args.c})", bs.speedup, res.target_calls + args.c * res.draft_tokens)):
-            m = float(np.mean(X))
-            se = (T * float(np.std(X, ddof=1)) / (math.sqrt(X.shape[0]) * m * m)
-                  if X.shape[0] > 1 else float("nan"))
-            rows.append((name, exact_value, T / m, se))
+        # ratios of means, s.e. by the delta method
+        rows.append(("tokens per call", bs.tokens_per_call, res.tokens_per_call, res.sem_tokens_per_call))
+        rows.append((f"speedup (c={args.c})", bs.speedup, *res.speedup(args.c)))
     mc_marg = np.stack([np.bincount(res.tokens[:, n], minlength=pair.V) for n in range(T)]) / res.tokens.shape[0]
     tv_last = 0.5 * np.abs(mc_marg[-1] - law.marginals[-1]).sum()
     print(f"\n{'quantity':<22} {'exact':>12} {'Monte Carlo':>12} {'MC s.e.':>10} {'z':>7}")
     for name, ex, mc, se in rows:
-        z = (mc - ex) / se if se and math.isfinite(se) and se > 0 else float("nan")
+        z = agreement.z_score(mc, se, ex)
         print(f"{name:<22} {ex:12.6f} {mc:12.6f} {se:10.6f} {z:7.2f}")
     N = res.tokens.shape[0]
     pl = law.marginals[-1]
-    # E|p_hat - p| per cell is about sqrt(2 p (1 - p) / (pi N)): the TV that sampling noise alone gives
-    noise = 0.5 * float(np.sum(np.sqrt(2.0 * pl * (1.0 - np.clip(pl, 0.0, 1.0)) / (math.pi * N))))
+    noise = agreement.sampling_noise_tv(pl, N)  # the TV that sampling noise alone gives
+    pvalue = agreement.chi_square(np.rint(mc_marg[-1] * N), pl).pvalue
     print(f"TV(MC, exact) of the last token's law: {tv_last:.4f} ({N} runs; sampling noise "
-          f"alone gives about {noise:.4f}); chi-square p-value {_chi2_pvalue(mc_marg[-1] * N, pl):.3g}")
+          f"alone gives about {noise:.4f}); chi-square p-value {pvalue:.3g}")
     if gamma is not None:
         print(f"i.i.d. prediction (Leviathan Thm 3.8) at alpha={bs.alpha:.4f}: speedup {bs.iid_speedup:.4f}"
               f" (exact minus i.i.d.: {bs.iid_gap:+.4f})")
-        print("tokens-per-call law (exact): " + " ".join(f"{j}:{v:.4f}" for j, v in enumerate(bs.tokens_per_call_pmf)
+        print("tokens-per-call law (exact): " + " ".join(f"{j}:{v:.4f}" for j, v in enumerate(bs.block_length_pmf)
                                                     if v > 0))
     if rule.lossy:
         print(f"exact TV of the last token's law to the target's: "
@@ -223,32 +194,6 @@ def cmd_simulate(args):
                       "se": se if math.isfinite(se) else None} for name, ex, mc, se in rows],
         })
     return 0
-
-
-def _chi2_pvalue(counts, probs):
-    """Pearson chi-square p-value of ``counts`` against ``probs``; cells with an expected count
-    below 5 are pooled (with the smallest kept cell while the pool is below 5). NaN when fewer
-    than two cells remain; 0 when a zero-probability cell was drawn."""
-    import numpy as np
-    from scipy import stats
-
-    counts, probs = np.asarray(counts, dtype=float), np.asarray(probs, dtype=float)
-    N = counts.sum()
-    if np.any(counts[probs <= 0] > 0):
-        return 0.0
-    E = N * probs
-    keep = list(np.flatnonzero(E >= 5))
-    pool = list(np.flatnonzero((E < 5) & (probs > 0)))
-    if pool and E[pool].sum() < 5 and keep:
-        j = min(keep, key=lambda i: E[i])
-        keep.remove(j)
-        pool.append(j)
-    groups = [[i] for i in keep] + ([pool] if pool else [])
-    if len(groups) < 2:
-        return float("nan")
-    O = np.array([counts[g].sum() for g in groups])
-    Eg = np.array([E[g].sum() for g in groups])
-    return float(stats.chi2.sf(np.sum((O - Eg) ** 2 / Eg), len(groups) - 1))
 
 
 def _target_marginal(pair, T):

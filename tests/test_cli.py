@@ -4,7 +4,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from scdsim import rules
@@ -122,24 +121,6 @@ def test_console_script_entry_point_runs():
 def test_rules_module_values_are_the_documented_ones():
     assert rules.lossless.name == "lossless" and not rules.lossless.lossy
     assert rules.greedy.lossy
-
-
-def test_simulate_chi_square_p_value_is_one_on_exact_counts_and_small_on_a_wrong_law():
-    from scdsim.cli import _chi2_pvalue
-
-    probs = np.array([0.5, 0.3, 0.2, 0.0])
-    assert _chi2_pvalue([500, 300, 200, 0], probs) == pytest.approx(1.0)
-    assert _chi2_pvalue([200, 300, 500, 0], probs) < 1e-6
-    assert _chi2_pvalue([500, 300, 199, 1], probs) == 0.0  # a zero-probability cell was drawn
-    assert np.isnan(_chi2_pvalue([10, 0, 0, 0], np.array([1.0, 0, 0, 0])))
-    # under the null the p-value is about uniform: of 400 multinomial draws, the number below 0.05
-    # is about Binomial(400, 0.05); the bounds hold with probability >= 1 - 1e-6
-    from scipy import stats
-
-    rng = np.random.default_rng(0)
-    small = sum(_chi2_pvalue(rng.multinomial(2000, probs), probs) < 0.05 for _ in range(400))
-    low, high = stats.binom.ppf(0.5e-6, 400, 0.05), stats.binom.isf(0.5e-6, 400, 0.05)
-    assert low <= small <= high, (small, low, high)
 
 
 def test_simulate_json_holds_the_printed_rows(tmp_path, capsys):

@@ -25,9 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import prob_pairs
 
-from scdsim import cost, rules
+from scdsim import cost, process, reference, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as mk
+from scdsim.process import Scheme
 
 ATOL = 1e-12
 
@@ -339,11 +340,14 @@ def theorem1_value(spec, T):
 
 def test_yin_chain_expected_rejections_is_1_0514():
     # theory.md §7.3: E[N_rej] = 0.30 + 0.26 + 0.25 + 0.2414 = 1.0514 exactly
-    pair = SPEC_YIN.pair()
-    assert mk.expected_rejections(pair, rules.lossless, 4) == pytest.approx(1.0514, abs=ATOL)
-    assert mk.expected_rejections_theorem1(pair, 4) == pytest.approx(1.0514, abs=ATOL)
+    pair, yin = SPEC_YIN.pair(), reference.YIN_EXAMPLE
+    assert yin["expected_rejections"] == 1.0514
+    assert mk.expected_rejections(pair, rules.lossless, 4) == pytest.approx(
+        yin["expected_rejections"], abs=ATOL)
+    assert mk.expected_rejections_theorem1(pair, 4) == pytest.approx(yin["expected_rejections"],
+                                                                      abs=ATOL)
     np.testing.assert_allclose(mk.position_rejection(pair, rules.lossless, 4),
-                               [0.30, 0.26, 0.25, 0.2414], atol=ATOL)
+                               yin["per_position_tv"], atol=ATOL)
 
 
 def test_yin_chain_x4_marginal():
@@ -352,14 +356,11 @@ def test_yin_chain_x4_marginal():
     for rule, batch in [(rules.lossless, "first"), (rules.recursive(3), "first"),
                         (rules.recursive(3), "tree")]:
         marg = mk.output_marginals(pair, rule, 4, batch=batch)
-        np.testing.assert_allclose(marg[3], [.4073, .3284, .2643], atol=ATOL)
+        np.testing.assert_allclose(marg[3], reference.YIN_EXAMPLE["x4_marginal"], atol=ATOL)
         np.testing.assert_allclose(marg[2], [.435, .302, .263], atol=ATOL)
 
 
-@pytest.mark.parametrize("M, expected", [
-    (1, 1.051400), (2, 0.926388), (3, 0.842704), (4, 0.785812), (5, 0.746647),
-    (8, 0.686725), (16, 0.654367), (64, 0.651050),
-])
+@pytest.mark.parametrize("M, expected", sorted(reference.BATCH_VARIANT_A.items()))
 def test_yin_chain_variant_a_table(M, expected):
     # theory.md §7.3, "Batch SD variant A (§1.6 recursion), exact", printed to 6 decimals
     got = mk.expected_rejections(SPEC_YIN.pair(), rules.recursive(M), 4, batch="first")
@@ -370,7 +371,7 @@ def test_yin_chain_variant_a_limit_is_0_651050():
     # theory.md §1.6 / §7.3: the M -> infinity limit of variant A is 0.651050, not 0
     pair = SPEC_YIN.pair()
     lim = mk.expected_rejections_batch_limit(pair, 4)
-    assert lim == pytest.approx(0.651050, abs=1e-6)
+    assert lim == pytest.approx(reference.BATCH_VARIANT_A_LIMIT, abs=1e-6) == 0.651050
     # the table converges to it from above
     assert mk.expected_rejections(pair, rules.recursive(64), 4) >= lim - ATOL
 
@@ -389,8 +390,7 @@ def test_variant_a_tends_to_its_batch_limit_for_a_full_support_draft(gamma):
     assert vals[2] - lim < 1e-6
 
 
-@pytest.mark.parametrize("M, mc_mean, mc_se", [(2, 0.8888, 0.0055), (4, 0.6970, 0.0048),
-                                               (5, 0.6400, 0.0045)])
+@pytest.mark.parametrize("M, mc_mean, mc_se", reference.BATCH_VARIANT_B_MC)
 def test_yin_chain_variant_b_within_monte_carlo_error(M, mc_mean, mc_se):
     # theory.md §7.3 Monte Carlo of variant B (20,000 runs): a statistical reference only, so
     # 4 standard errors (two-sided false-fail rate 6e-5 for a correct engine and correct MC)
@@ -403,10 +403,10 @@ def test_yin_chain_variant_b_within_monte_carlo_error(M, mc_mean, mc_se):
 def test_batch_curve_reports_variant_a_improvements():
     # theory.md §7.3 variant-A table; improvement = E[N_rej](M=1) - E[N_rej](M) (Yin Fig. 3)
     out = mk.batch_curve(SPEC_YIN.pair(), 4, [1, 2, 4, 64])
-    table = np.array([1.051400, 0.926388, 0.785812, 0.651050])
+    table = np.array([reference.BATCH_VARIANT_A[M] for M in (1, 2, 4, 64)])
     np.testing.assert_array_equal(out["M"], [1, 2, 4, 64])
     np.testing.assert_allclose(out["rejections"], table, atol=1e-6)
-    np.testing.assert_allclose(out["improvement"], 1.0514 - table, atol=1e-6)
+    np.testing.assert_allclose(out["improvement"], table[0] - table, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------
@@ -896,12 +896,12 @@ def test_bonus_fold_is_taken_only_when_exact_and_changes_no_number(rule, folds, 
     rng = np.random.default_rng(5)
     pair = MarkovPair(MarkovLM(rng.dirichlet(np.full(6, 0.5), size=6)),
                       MarkovLM(rng.dirichlet(np.full(6, 0.5), size=6)))
-    chain = mk._Chain(pair, rule, 3, "first")
+    chain = mk._Chain(pair, Scheme(rule, 3, "first"))
     groups = chain.operators(0)
-    assert any(len(g) == 6 for g in groups) == folds
+    assert any(g.quiet for g in groups) == folds
     law = mk.sequence_law(pair, rule, 12, 3, "first")
-    monkeypatch.setattr(mk, "_FOLD_ATOL", -1.0)  # a fold never qualifies
-    assert not any(len(g) == 6 for g in mk._Chain(pair, rule, 3, "first").operators(0))
+    monkeypatch.setattr(process, "BONUS_STEP_ATOL", -1.0)  # a fold never qualifies
+    assert not any(g.quiet for g in mk._Chain(pair, Scheme(rule, 3, "first")).operators(0))
     ref = mk.sequence_law(pair, rule, 12, 3, "first")
     for name in ("marginals", "position_rejection", "block_starts", "block_end_tokens"):
         np.testing.assert_allclose(getattr(law, name), getattr(ref, name), rtol=0, atol=1e-14,

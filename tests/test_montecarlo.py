@@ -27,16 +27,19 @@ import time
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from scdsim import chains, montecarlo, rules
+from scdsim import agreement, chains, reference, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as exact
 from scdsim.montecarlo import SimResult, sample_autoregressive, simulate
+from scdsim.montecarlo import engine as mc_engine
+from scdsim.montecarlo.alias import AliasTable, split
+from scdsim.montecarlo.streams import Streams
+from scdsim.process import Scheme
 from scdsim.rules import Rule, step_law
 
 ALPHA = 1e-6  # per-assert false-fail rate of every statistical assert
-Z = float(stats.norm.isf(ALPHA / 2))  # 4.89 standard errors
+Z = agreement.z_threshold(ALPHA)  # 4.89 standard errors
 N_LAW = 20_000  # runs per chi-square test
 
 YIN = chains.yin_example()  # theory.md §7.3 (T = 4, V = 3)
@@ -119,43 +122,22 @@ def marginal_laws(K, start, state_of, S):
     return np.array(out)
 
 
-def cell_groups(expected, min_expected=5.0):
-    """Cells with expected count >= 5 stay alone; the rest (zeros included) form one pool,
-    joined to the smallest kept cell while the pool is still below 5."""
-    groups = [[int(i)] for i in np.flatnonzero(expected >= min_expected)]
-    pool = [int(i) for i in np.flatnonzero(expected < min_expected)]
-    if pool:
-        if expected[pool].sum() < min_expected and groups:
-            j = min(range(len(groups)), key=lambda g: expected[groups[g]].sum())
-            pool += groups.pop(j)
-        groups.append(pool)
-    return groups
+def cell_groups(expected, min_expected=agreement.MIN_EXPECTED):
+    """The one pooling policy (``scdsim.agreement.merged_cells``): cells with expected count
+    >= 5 stay alone; the rest (zeros included) form one pool, joined to the smallest kept cell
+    while the pool is still below 5."""
+    return agreement.merged_cells(expected, min_expected)
 
 
 def chi2_gof(counts, probs):
     """Pearson statistic over merged cells, its df and the ALPHA threshold."""
-    counts = np.asarray(counts, dtype=float).ravel()
-    probs = np.asarray(probs, dtype=float).ravel()
-    N = counts.sum()
-    groups = cell_groups(N * probs)
-    O = np.array([counts[g].sum() for g in groups])
-    E = np.array([N * probs[g].sum() for g in groups])
-    stat = float(np.sum((O - E) ** 2 / E))
-    df = len(groups) - 1
-    return stat, df, float(stats.chi2.isf(ALPHA, df)), groups
+    t = agreement.chi_square(counts, probs, alpha=ALPHA)
+    return t.statistic, t.df, t.threshold, t.groups
 
 
 def power(probs, bug_probs, N):
     """Power of ``chi2_gof`` with N samples against ``bug_probs``: ncx2 tail at the threshold."""
-    probs = np.asarray(probs, dtype=float).ravel()
-    bug = np.asarray(bug_probs, dtype=float).ravel()
-    groups = cell_groups(N * probs)
-    assert len(groups) >= 2, "too few cells for a chi-square test; raise N"
-    P = np.array([probs[g].sum() for g in groups])
-    B = np.array([bug[g].sum() for g in groups])
-    lam = N * float(np.sum((B - P) ** 2 / P))
-    df = len(groups) - 1
-    return float(stats.ncx2.sf(stats.chi2.isf(ALPHA, df), df, lam)), lam
+    return agreement.chi_square_power(probs, bug_probs, N, alpha=ALPHA)
 
 
 def assert_law(counts, probs, what):
@@ -291,10 +273,10 @@ def test_run_i_does_not_depend_on_the_number_of_runs():
 def test_run_i_does_not_depend_on_how_positions_are_chunked(monkeypatch):
     pair = chains.dirichlet_pair(8, 0.4, seed=3)
     whole = simulate(pair, rules.lossless, 40, gamma=3, runs=64, rng=4)
-    assert montecarlo._chunk_positions(64, 3, 40) == 40
-    monkeypatch.setattr(montecarlo, "_MIN_CHUNK", 1)
-    monkeypatch.setattr(montecarlo, "_CHUNK_BYTES", 8 * 64 * 3 * 3)
-    assert montecarlo._chunk_positions(64, 3, 40) == 3  # 13 chunks of 3 and one of 1
+    assert mc_engine.chunk_positions(64, 3, 40) == 40
+    monkeypatch.setattr(mc_engine, "MIN_CHUNK", 1)
+    monkeypatch.setattr(mc_engine, "CHUNK_BYTES", 8 * 64 * 3 * 3)
+    assert mc_engine.chunk_positions(64, 3, 40) == 3  # 13 chunks of 3 and one of 1
     chunked = simulate(pair, rules.lossless, 40, gamma=3, runs=64, rng=4)
     for name in ("tokens", "rejections", "target_calls", "draft_tokens", "block_tokens_hist",
                  "position_rejected", "phase_attempts", "phase_accepts"):
@@ -305,7 +287,7 @@ def test_run_i_stream_is_its_lane_of_the_documented_spawned_stream():
     # module docstring: run i = 64 b + l reads outputs 64 t + l (t = n n_slots + slot) of
     # Generator(PCG64DXSM(SeedSequence(seed, spawn_key=(b,)))).random()
     runs, n_slots = 70, 3
-    streams = montecarlo._Streams(2024, runs, n_slots)
+    streams = Streams(2024, runs, n_slots)
     u = np.concatenate([streams.uniforms(0, 2).copy(), streams.uniforms(2, 7)])
     assert u.shape == (7, n_slots, runs)
     u = u.reshape(7 * n_slots, runs)
@@ -430,7 +412,7 @@ def test_alias_tables_sample_every_row_law_exactly_and_never_a_zero(kind):
     rng = np.random.default_rng(5)
     for S, V in [(1, 1), (3, 2), (5, 7), (40, 50), (2, 1000)]:
         rows = _awkward_rows(rng, S, V, kind)
-        table = montecarlo._AliasTable(rows, "rows")
+        table = AliasTable(rows, "rows")
         assert table.prob.shape == (S * V,) and np.all((table.prob >= 0) & (table.prob <= 1))
         np.testing.assert_allclose(_table_law(table), rows, rtol=0, atol=1e-14)
         # structurally: a zero-probability token is neither its column's pick nor an alias
@@ -445,7 +427,7 @@ def test_alias_tables_stay_exact_with_large_row_offsets():
     rng = np.random.default_rng(8)
     S, V = 20_000, 48
     rows = _awkward_rows(rng, S, V, "tiny")
-    table = montecarlo._AliasTable(rows, "rows")
+    table = AliasTable(rows, "rows")
     bound = 4 * np.spacing(S * (V + 2.0)) / V
     np.testing.assert_allclose(_table_law(table), rows, rtol=0, atol=bound)
     assert np.all(rows[np.repeat(np.arange(S), V), table.alias] > 0)
@@ -460,11 +442,11 @@ def test_alias_sampling_maps_every_uniform_to_a_token_of_positive_probability():
         rows[0, [V // 2, V - 1]] = 0.5
         rows[1, [0, V - 1]] = 0.5
         rows /= rows.sum(axis=1, keepdims=True)
-        table = montecarlo._AliasTable(rows, "rows")
+        table = AliasTable(rows, "rows")
         edges = np.arange(0, V + 1, max(1, V // 50)) / V
         near = (edges[:, None] + np.arange(-3, 4) * 2.0**-53).ravel()
         u = np.clip(np.concatenate([[0.0, 2.0**-53, top], near]), 0.0, top)
-        c, f = montecarlo._split(u, V)
+        c, f = split(u, V)
         assert c.max() <= V - 1 and np.all((f >= 0) & (f < 1))
         # the draft draw fused with its acceptance picks the same token, and accepts it iff
         # ua < a(token)
@@ -490,7 +472,7 @@ def test_alias_sampling_reproduces_the_row_law_by_chi_square_with_computed_power
     r = np.arange(3)[:, None]
     bug[r, top2] = rows[r, top2[:, ::-1]]
     N = N_LAW
-    good, bad = montecarlo._AliasTable(rows, "rows"), montecarlo._AliasTable(bug, "bug")
+    good, bad = AliasTable(rows, "rows"), AliasTable(bug, "bug")
     u = np.random.default_rng(22).random(N)
     for s in range(3):
         pw, lam = power(rows[s], bug[s], N)
@@ -504,13 +486,13 @@ def test_alias_sampling_reproduces_the_row_law_by_chi_square_with_computed_power
 
 def test_alias_table_refuses_an_invalid_law_by_name():
     with pytest.raises(ValueError, match="draft kernel has negative or non-finite"):
-        montecarlo._AliasTable(np.array([[0.5, np.nan]]), "draft kernel")
+        AliasTable(np.array([[0.5, np.nan]]), "draft kernel")
     with pytest.raises(ValueError, match="draft kernel has negative or non-finite"):
-        montecarlo._AliasTable(np.array([[1.5, -0.5]]), "draft kernel")
+        AliasTable(np.array([[1.5, -0.5]]), "draft kernel")
     with pytest.raises(ValueError, match="draft kernel rows must sum to 1"):
-        montecarlo._AliasTable(np.array([[0.5, np.inf]]), "draft kernel")
+        AliasTable(np.array([[0.5, np.inf]]), "draft kernel")
     with pytest.raises(ValueError, match="draft kernel rows must sum to 1"):
-        montecarlo._AliasTable(np.array([[0.5, 0.4]]), "draft kernel")
+        AliasTable(np.array([[0.5, 0.4]]), "draft kernel")
 
 
 def _argmax_path(pair, T):
@@ -595,7 +577,7 @@ def test_bonus_is_drawn_as_a_verification_step_only_when_that_step_has_the_bonus
     # a lossless step outputs p (Leviathan et al. §2.3) and a greedy step the argmax of p: their
     # bonus laws; a biased rule's step law is not p (theory.md §1.7), nor is it uniform
     P, Q = ZEROS.kernels(1)
-    assert montecarlo._Tables(P, Q, {1: rule}, rule).bonus_by_step is by_step
+    assert Scheme(rule, gamma=1).laws(P, Q).bonus_is_step is by_step
 
 
 def test_progress_bar_does_not_change_the_result(capsys):
@@ -682,10 +664,11 @@ def test_large_vocabulary_with_state_map_is_fast_and_respects_supports():
 
 def test_lossless_drafting_to_the_horizon_matches_yin_theorem1_on_the_73_chain():
     res = simulate(YIN, rules.lossless, 4, gamma=None, runs=40_000, rng=73)
-    assert_mean(res.mean_rejections, res.sem_rejections, 1.0514, "E[N_rej] (theory.md §7.3)")
+    assert_mean(res.mean_rejections, res.sem_rejections,
+                reference.YIN_EXAMPLE["expected_rejections"], "E[N_rej] (theory.md §7.3)")
 
 
-@pytest.mark.parametrize("M,exact", [(2, 0.926388), (4, 0.785812), (5, 0.746647)])
+@pytest.mark.parametrize("M,exact", [(M, reference.BATCH_VARIANT_A[M]) for M in (2, 4, 5)])
 def test_batch_first_matches_exact_variant_a_on_the_73_chain(M, exact):
     # theory.md §7.3 table "Batch SD variant A", exact to 6 decimals
     res = simulate(YIN, rules.recursive(M), 4, gamma=None, runs=40_000, rng=100 + M,
@@ -693,8 +676,7 @@ def test_batch_first_matches_exact_variant_a_on_the_73_chain(M, exact):
     assert_mean(res.mean_rejections, res.sem_rejections, exact, f"variant A M={M}")
 
 
-@pytest.mark.parametrize("M,ref,ref_se", [(2, 0.8888, 0.0055), (4, 0.6970, 0.0048),
-                                          (5, 0.6400, 0.0045)])
+@pytest.mark.parametrize("M,ref,ref_se", reference.BATCH_VARIANT_B_MC)
 def test_batch_tree_agrees_with_the_73_chain_monte_carlo_reference(M, ref, ref_se):
     # theory.md §7.3 variant B values are themselves MC estimates (20,000 runs), not exact:
     # compare within 5 combined standard errors

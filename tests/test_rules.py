@@ -119,7 +119,8 @@ def test_lossless_edge_pairs_are_finite_and_exact_without_dividing_by_zero(name)
     target, draft = EDGE_PAIRS[name]
     with np.errstate(all="raise"):  # any 0/0 or x/0 inside the kernel raises here
         law = step_law(rules.lossless, target, draft)
-        acc, rho, resid, all_reject = sequential_parts(rules.lossless, target, draft)
+        parts = sequential_parts(rules.lossless, target, draft)
+        acc, rho, resid, all_reject = parts.accepted, parts.rho, parts.residual, parts.all_reject
     for arr in (law, acc, rho, resid, all_reject):
         assert np.all(np.isfinite(arr))
     np.testing.assert_allclose(law, target, rtol=0, atol=EXACT)
@@ -397,7 +398,7 @@ def test_kseq_matches_section_7_5(name, target, draft, tv_value, table, M):
 def test_recursive_per_draft_rejections_match_section_7_5():
     # theory.md §7.5 four-token case: per-draft RRS rejection probabilities .4, .7, .828571, .9
     target, draft = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.4, 0.3, 0.2, 0.1])
-    rho = sequential_parts(rules.recursive(4), target, draft)[1]
+    rho = sequential_parts(rules.recursive(4), target, draft).rho
     np.testing.assert_allclose(rho, [0.4, 0.7, 0.828571, 0.9], rtol=0, atol=TABLE6)
     np.testing.assert_allclose(rho[2], 0.58 / 0.7, rtol=0, atol=EXACT)  # = .828571...
 

@@ -39,18 +39,21 @@ draft; here p = target, q = draft as in Leviathan et al.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import numbers
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from scdsim import cost as _cost
 from scdsim import rules as _rules
-from scdsim._validate import check_int, check_real, check_sequence_args
+from scdsim._results import Result
+from scdsim._validate import check_int, check_real
 from scdsim.chains import MarkovPair
-from scdsim.rules import sequential_parts
+from scdsim.process import Scheme, sequence_args
 
 __all__ = [
     "expected_rejections",
@@ -69,6 +72,7 @@ __all__ = [
     "SequenceLaw",
     "sequence_law",
     "batch_curve",
+    "BatchCurve",
     "TREE_MAX_TUPLES",
     "TREE_MAX_WORK",
     "JOINT_MAX_SEQUENCES",
@@ -89,11 +93,10 @@ JOINT_MAX_SEQUENCES = 2_000_000
 
 
 def _check_args(pair, rule, horizon, gamma, batch):
-    """Validated ``(horizon, gamma)``, ``gamma`` clipped to the horizon: a block never drafts
-    past it, so phases beyond ``T`` would carry no mass (``gamma = 10**9`` built 10**9 phases)."""
-    horizon, gamma = check_sequence_args(pair, rule, horizon, gamma, batch,
-                                         "sequence-level exact engine")
-    return horizon, (gamma if gamma is None else min(gamma, horizon))
+    """``(horizon, scheme)``: the arguments validated once, ``gamma`` clipped to the horizon: a
+    block never drafts past it, so phases beyond ``T`` would carry no mass (``gamma = 10**9``
+    built 10**9 phases)."""
+    return sequence_args(pair, rule, horizon, gamma, batch)
 
 
 # ------------------------------------------------------------------------------------------
@@ -108,15 +111,34 @@ class _Phase:
     m: int
 
 
-class _Chain:
-    """The (phase, state) chain of one (pair, rule, gamma, batch) combination."""
+class _Group(NamedTuple):
+    """One operator product of a position.
 
-    def __init__(self, pair, rule, gamma, batch, oracle_first=False, split=False):
-        self.pair, self.rule, self.gamma = pair, rule, gamma
+    ``mass[src_i] @ W`` goes to phase ``dst_i`` (``W`` the accepted sub-law, the bonus law, or,
+    when accept and reject lead to the same phase, the whole step law); ``(sum_i mass[src_i] *
+    rej) @ res`` goes to the start phase and counts one rejection. ``quiet`` phases (a folded
+    bonus) also feed the residual product without counting a rejection.
+    """
+
+    srcs: list
+    dsts: list
+    W: np.ndarray | None = None
+    rej: np.ndarray | None = None
+    res: np.ndarray | None = None
+    quiet: tuple = ()
+
+
+class _Chain:
+    """The (phase, state) chain of one pair and one ``Scheme`` (``gamma`` within the horizon)."""
+
+    def __init__(self, pair, scheme: Scheme, oracle_first=False, split=False):
+        self.pair, self.scheme = pair, scheme
+        self.rule, self.gamma = scheme.rule, scheme.gamma
+        gamma = self.gamma
         self.oracle_first = oracle_first  # M -> infinity limit of variant A: see batch_limit
         self.split = split  # keep accept and reject products apart (needed to count rejections)
-        M = rule.M
-        self.batch = "single" if M == 1 else batch
+        M = scheme.M
+        self.batch = scheme.mode
         if self.batch == "tree":
             self._check_tree_size(pair.V, M, pair.S)
         kmax = 1 if gamma is None else gamma  # gamma=None: phase 0 (block start) or 1 (continuing)
@@ -162,15 +184,14 @@ class _Chain:
         return _Phase(ph.k + 1, m_next)
 
     def operators(self, n):
-        """Per-position transition pieces, grouped so that phases sharing an operator share a product.
-
-        Returns a list of groups ``(src_indices, dst_indices, W (S, V), rej (S,) or None, res (S, V) or None)``:
-        ``mass[src_i] @ W`` goes to ``dst_i``; ``(sum_i mass[src_i] * rej) @ res`` goes to the start phase
-        and counts one rejection. ``W`` is the accepted sub-law, or the bonus law (``rej`` None).
-        """
+        """Per-position transition pieces (``_Group``), grouped so that phases sharing an
+        operator share a product. The rule is read once per position through
+        ``Scheme.laws`` (checked there); homogeneous pairs build the groups once."""
         if self.pair.homogeneous and self._cache is not None:
             return self._cache
         P, Q = self.pair.kernels(n)
+        bonus = [i for i, ph in enumerate(self.phases) if self.is_bonus(ph)]
+        laws = self.scheme.laws(P, Q, bonus=bool(bonus))
         groups = []
         start = self.start_phase
         if self.batch == "tree":
@@ -178,11 +199,11 @@ class _Chain:
                 srcs = [i for i, ph in enumerate(self.phases) if ph.m == m and not self.is_bonus(ph)]
                 if not srcs:
                     continue
-                J, rej, res = _tree_step(self.rule.with_drafts(m), P, Q, m)
+                J, rej, res = _tree_step(laws.parts[m], Q, m)
                 for mp in range(1, m + 1):
                     dsts = [self.index[self._next(self.phases[i], mp)] for i in srcs]
-                    groups.append((srcs, dsts, J[:, :, mp - 1], None, None))
-                groups.append((srcs, [start] * len(srcs), None, rej, res))
+                    groups.append(_Group(srcs, dsts, J[:, :, mp - 1]))
+                groups.append(_Group(srcs, [start] * len(srcs), rej=rej, res=res))
         else:
             by_rule = defaultdict(list)
             for i, ph in enumerate(self.phases):
@@ -192,73 +213,55 @@ class _Chain:
                 if self.oracle_first and m == self.rule.M:
                     W, rej, res = P, np.zeros(P.shape[0]), P  # never rejected, emits the target
                 else:
-                    W, rej, res = _accepted_law(self.rule.with_drafts(m), P, Q)
+                    parts = laws.parts[m]
+                    W, rej, res = parts.accepted_law, parts.all_reject, parts.residual
                 dsts = [self.index[self._next(self.phases[i], 1)] for i in srcs]
                 if all(d == start for d in dsts) and not self.split:
                     # accept and reject lead to the same phase: one combined step-law product
-                    groups.append((srcs, dsts, W + rej[:, None] * res, rej, None))
+                    groups.append(_Group(srcs, dsts, W + rej[:, None] * res, rej))
                 else:
-                    groups.append((srcs, dsts, W, None, None))
-                    groups.append((srcs, [start] * len(srcs), None, rej, res))
-        bonus = [i for i, ph in enumerate(self.phases) if self.is_bonus(ph)]
+                    groups.append(_Group(srcs, dsts, W))
+                    groups.append(_Group(srcs, [start] * len(srcs), rej=rej, res=res))
         if bonus:
-            B = self.rule.bonus(P)
-            fold = self._fold_bonus(groups, B) if not self.split else None
+            fold = self._fold_bonus(groups, laws) if not self.split else None
             if fold is None:
-                groups.append((bonus, [start] * len(bonus), B, None, None))
+                groups.append(_Group(bonus, [start] * len(bonus), laws.bonus))
             else:
                 # the bonus law equals the single-draft step law: the bonus phases join the
                 # accepted-law product (to the start phase) and feed the residual product
                 # without counting a rejection (``quiet``): two operators per position, not three
                 wi, ri = fold
-                srcs, dsts, W, _, _ = groups[wi]
-                groups[wi] = (srcs + bonus, dsts + [start] * len(bonus), W, None, None)
-                groups[ri] = groups[ri][:5] + (bonus,)
+                g = groups[wi]
+                groups[wi] = g._replace(srcs=g.srcs + bonus, dsts=g.dsts + [start] * len(bonus))
+                groups[ri] = groups[ri]._replace(quiet=tuple(bonus))
         if self.pair.homogeneous:
             self._cache = groups
         return groups
 
-
-    def _fold_bonus(self, groups, B):
-        """Indices ``(W group, residual group)`` of the single-draft verification whose step law
-        ``W + rej res`` equals the bonus law ``B`` on every row to ``_FOLD_ATOL``; else None."""
-        if self.batch == "tree":
+    def _fold_bonus(self, groups, laws):
+        """Indices ``(W group, residual group)`` of the single-draft verification when the
+        bonus law is its step law (``PositionLaws.bonus_is_step``, one tolerance for every
+        engine); else None."""
+        if self.batch == "tree" or not laws.bonus_is_step:
             return None
         for wi in range(len(groups) - 1):
-            srcs, _, W, rej, res = groups[wi][:5]
-            nxt = groups[wi + 1]
-            if (W is not None and rej is None and nxt[2] is None and nxt[4] is not None
-                    and nxt[0] == srcs and self.phases[srcs[0]].m == 1):
-                if np.max(np.abs(W + nxt[3][:, None] * nxt[4] - B)) <= _FOLD_ATOL:
-                    return wi, wi + 1
+            g, nxt = groups[wi], groups[wi + 1]
+            if (g.W is not None and g.rej is None and nxt.W is None and nxt.res is not None
+                    and nxt.srcs == g.srcs and self.phases[g.srcs[0]].m == 1):
+                return wi, wi + 1
         return None
 
 
-#: Tolerance of the bonus fold (``_Chain._fold_bonus``): far below the 1e-12 of exact claims
-#: after propagation, far above the rounding of ``W + rej res`` (a few ulps).
-_FOLD_ATOL = 1e-14
-
-
-def _accepted_law(rule, P, Q):
-    """Accepted sub-law ``(S, V)``, all-reject probability ``(S,)`` and residual ``(S, V)``.
-
-    ``W[s, x] = sum_m (prod_{i<m} rho_i) q(x) a_m(x)``: the rule's own (acceptances, residual)
-    through ``rules.sequential_parts``, the code every engine shares.
-    """
-    acc, rho, res, rej = sequential_parts(rule, P, Q)
-    reach = np.concatenate([np.ones_like(rho[:, :1]), np.cumprod(rho[:, :-1], axis=1)], axis=1)
-    return np.einsum("sm,smv->sv", reach, acc), rej, res
-
-
-def _tree_step(rule, P, Q, m):
+def _tree_step(parts, Q, m):
     """Exact one-position law of tree verification with ``m`` alive drafts, by enumeration.
 
+    ``parts`` are the ``m``-draft rule's checked ``rules.SequentialParts`` at the position.
     Returns ``J (S, V, m)``: probability that token ``x`` is accepted and ``m'`` drafts (those
     carrying ``x``) stay alive; ``rej (S,)``: all ``m`` rejected; ``res (S, V)``: recovered law.
     """
-    S, V = P.shape
-    a = rule.acceptances(P, Q)  # (S, m, V)
-    res = rule.residual(P, Q)
+    S, V = Q.shape
+    a = parts.acceptances  # (S, m, V)
+    res = parts.residual
     tuples = np.array(list(itertools.product(range(V), repeat=m)), dtype=np.int64)  # (N, m)
     J = np.zeros((S, V, m))
     rej = np.zeros(S)
@@ -279,8 +282,8 @@ def _tree_step(rule, P, Q, m):
 # forward propagation
 
 
-@dataclass(frozen=True)
-class SequenceLaw:
+@dataclass(frozen=True, eq=False, repr=False)
+class SequenceLaw(Result):
     """Everything the forward pass of the exact engine computes, per position.
 
     Attributes
@@ -288,16 +291,77 @@ class SequenceLaw:
     marginals : (T, V) law of each emitted token.
     position_rejection : (T,) probability of a recovered token at each position.
     block_starts : (T,) probability that a block (target call) starts at each position.
-    block_end_tokens : (gamma+2,) expected number of blocks that emitted ``j`` tokens (index j);
-        None when drafting to the horizon (``gamma=None``), where blocks are not tracked by length.
+    expected_blocks_by_length : (min(gamma, T)+2,) expected number of blocks that emitted ``j``
+        tokens (index j); None when drafting to the horizon (``gamma=None``), where blocks are
+        not tracked by length. (Former name ``block_end_tokens``, kept as a read-only alias.)
     rejection_pmf : (T+1,) law of the number of rejections, or None if not tracked.
+    rule, gamma, batch : the process (``gamma`` clipped to the horizon).
+
+    The shared vocabulary (``expected_rejections``, ``expected_target_calls``,
+    ``expected_draft_tokens``, ``tokens_per_call``, ``block_length_pmf``, ``speedup(c)``)
+    follows from these.
     """
 
     marginals: np.ndarray
     position_rejection: np.ndarray
     block_starts: np.ndarray
-    block_end_tokens: np.ndarray | None
+    expected_blocks_by_length: np.ndarray | None
     rejection_pmf: np.ndarray | None
+    rule: str = ""
+    gamma: int | None = None
+    batch: str = "first"
+
+    _summary = ("expected_rejections", "expected_target_calls", "expected_draft_tokens",
+                "tokens_per_call", "block_length_pmf", "position_rejection")
+    _bulky = ("marginals",)  # (T, V): in to_dict(bulky=True) only
+
+    def __post_init__(self):
+        self._freeze()
+
+    def __repr__(self):
+        return (f"SequenceLaw({self.rule}, T={self.horizon}, gamma={self.gamma}: rejections "
+                f"{self.expected_rejections:.6g})")
+
+    @property
+    def horizon(self) -> int:
+        return self.marginals.shape[0]
+
+    @property
+    def expected_rejections(self) -> float:
+        return float(self.position_rejection.sum())
+
+    @property
+    def expected_target_calls(self) -> float:
+        return float(self.block_starts.sum())
+
+    @property
+    def expected_draft_tokens(self) -> float:
+        """E[sum over blocks of the draft budget ``min(gamma, T - n0)``]."""
+        T = self.horizon
+        left = T - np.arange(T)
+        budget = left if self.gamma is None else np.minimum(self.gamma, left)
+        return float(self.block_starts @ budget)
+
+    @property
+    def tokens_per_call(self) -> float:
+        """``T / E[target calls]``."""
+        return self.horizon / self.expected_target_calls
+
+    @property
+    def block_length_pmf(self) -> np.ndarray | None:
+        """Law over blocks of the tokens a block emits (index j); None for ``gamma=None``."""
+        ends = self.expected_blocks_by_length
+        return None if ends is None else ends / ends.sum()
+
+    @property
+    def block_end_tokens(self) -> np.ndarray | None:
+        """Former name of ``expected_blocks_by_length`` (read-only alias)."""
+        return self.expected_blocks_by_length
+
+    def speedup(self, c: float = 0.0) -> float:
+        """Leviathan's walltime model at cost ratio ``c``: ``T / (E[calls] + c E[drafts])``."""
+        c = check_real(c, "c", low=0.0)
+        return self.horizon / (self.expected_target_calls + c * self.expected_draft_tokens)
 
 
 def _is_identity(pair):
@@ -472,7 +536,7 @@ def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None
         ends_before = ends.copy() if fast and ends is not None else None
         prev = mass
         new_tok.fill(0.0)
-        for srcs, dsts, W, rej, res, *quiet in chain.operators(n):
+        for srcs, dsts, W, rej, res, quiet in chain.operators(n):
             m_src = mass[srcs]  # (len, J, S)
             if W is not None:
                 out = _times(m_src.reshape(-1, S), W).reshape(len(srcs), J, V)
@@ -489,7 +553,7 @@ def _run(chain, horizon, track_counts=False, store_marginals=True, rule_rej=None
                 if res is not None:
                     into = per_src.sum(axis=0)  # (J, S)
                     if quiet:  # folded bonus phases: through the residual, not a rejection
-                        into = into + (mass[quiet[0]] * rej).sum(axis=0)
+                        into = into + (mass[list(quiet)] * rej).sum(axis=0)
                     rt = _times(into, res)  # (J, V)
                     if track_counts:
                         rt = np.concatenate([np.zeros((1, V)), rt[:-1]], axis=0)
@@ -589,7 +653,8 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
     -------
     SequenceLaw
         ``marginals (T, V)``, ``position_rejection (T,)``, ``block_starts (T,)``,
-        ``block_end_tokens (gamma+2,)`` or None, ``rejection_pmf (T+1,)`` or None.
+        ``expected_blocks_by_length (min(gamma, T)+2,)`` or None, ``rejection_pmf (T+1,)`` or
+        None, and the shared vocabulary (``expected_rejections``, ``block_length_pmf``, ...).
 
     Raises
     ------
@@ -617,9 +682,10 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
     >>> law.marginals.shape
     (4, 3)
     """
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
-    chain = _Chain(pair, rule, gamma, batch, split=track_counts)
-    return _propagate(chain, horizon, track_counts=track_counts)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
+    chain = _Chain(pair, scheme, split=track_counts)
+    law = _propagate(chain, horizon, track_counts=track_counts)
+    return dataclasses.replace(law, rule=scheme.rule.name, gamma=scheme.gamma, batch=scheme.batch)
 
 
 # ------------------------------------------------------------------------------------------
@@ -675,8 +741,8 @@ def expected_rejections(pair, rule, horizon, gamma=None, batch="first"):
     >>> round(mk.expected_rejections(pair, rules.recursive(2), 4), 4)
     0.9264
     """
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
-    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
+    run = _run(_Chain(pair, scheme), horizon, store_marginals=False)
     return run.total(run.pos_rej)
 
 
@@ -747,8 +813,8 @@ def position_rejection(pair, rule, horizon, gamma=None, batch="first"):
     >>> mk.position_rejection(pair, rules.lossless, 4).round(4).tolist()
     [0.3, 0.26, 0.25, 0.2414]
     """
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
-    run = _run(_Chain(pair, rule, gamma, batch), horizon, store_marginals=False, full=True)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
+    run = _run(_Chain(pair, scheme), horizon, store_marginals=False, full=True)
     return run.full(run.pos_rej)
 
 
@@ -909,8 +975,8 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
     from scdsim.rules import recursive
 
     rule = recursive(2)
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, "first")
-    chain = _Chain(pair, rule, gamma, "first", oracle_first=True)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, "first")
+    chain = _Chain(pair, scheme, oracle_first=True)
     run = _run(chain, horizon, store_marginals=False)
     return run.total(run.pos_rej)
 
@@ -950,13 +1016,13 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
     >>> law.shape, round(float(law.sum()), 12)
     ((3, 3), 1.0)
     """
-    horizon, gamma = _check_args(pair, rule, horizon, gamma, batch)
+    horizon, scheme = _check_args(pair, rule, horizon, gamma, batch)
     V = pair.V
     if V**horizon > JOINT_MAX_SEQUENCES:
         raise ValueError(
             f"exact_joint_law enumerates V^T = {V}^{horizon} sequences, above {JOINT_MAX_SEQUENCES}"
         )
-    chain = _Chain(pair, rule, gamma, batch, split=True)
+    chain = _Chain(pair, scheme, split=True)
     K = len(chain.phases)
     mass = np.zeros((1, K))  # (prefixes, phases)
     mass[0, chain.start_phase] = 1.0
@@ -964,7 +1030,7 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
     for n in range(horizon):
         groups = chain.operators(n)
         new = np.zeros((mass.shape[0], V, K))
-        for srcs, dsts, W, rej, res, *_ in groups:
+        for srcs, dsts, W, rej, res, _ in groups:
             if W is not None:
                 for i, d in zip(srcs, dsts):
                     new[:, :, d] += mass[:, i, None] * W[states]
@@ -1055,8 +1121,8 @@ def joint_tv_to_target(pair, rule, horizon, gamma=None, batch="first"):
 # blocks, speedup, long-horizon rates
 
 
-@dataclass(frozen=True)
-class BlockStats:
+@dataclass(frozen=True, eq=False, repr=False)
+class BlockStats(Result):
     """Exact block (target call) statistics of one configuration.
 
     Attributes
@@ -1064,7 +1130,8 @@ class BlockStats:
     horizon, gamma, c : the configuration.
     expected_target_calls : E[number of blocks].
     expected_draft_tokens : E[sum over blocks of the draft budget min(gamma, T - n0)].
-    tokens_per_call_pmf : (gamma+2,) law of the tokens a block emits (index = tokens), over blocks.
+    block_length_pmf : (min(gamma, T)+2,) law of the tokens a block emits (index = tokens), over
+        blocks (former name ``tokens_per_call_pmf``, kept as a read-only alias).
     tokens_per_call : T / E[calls] (= the mean of that law).
     expected_rejections : E[rejections].
     speedup : T / (E[calls] + c E[draft tokens]), the ratio of expected walltimes (target call = 1).
@@ -1078,13 +1145,33 @@ class BlockStats:
     c: float
     expected_target_calls: float
     expected_draft_tokens: float
-    tokens_per_call_pmf: np.ndarray
+    block_length_pmf: np.ndarray
     tokens_per_call: float
     expected_rejections: float
     speedup: float
     alpha: float
     iid_speedup: float
     iid_gap: float
+
+    _summary = ()
+
+    def __post_init__(self):
+        self._freeze()
+
+    def __repr__(self):
+        return (f"BlockStats(T={self.horizon}, gamma={self.gamma}, c={self.c:g}: speedup "
+                f"{self.speedup:.6g}, tokens/call {self.tokens_per_call:.6g})")
+
+    def summary(self) -> str:
+        lines = [repr(self)]
+        for name, v in self.to_dict().items():
+            lines.append(f"  {name:<26} {v}")
+        return "\n".join(lines)
+
+    @property
+    def tokens_per_call_pmf(self) -> np.ndarray:
+        """Former name of ``block_length_pmf`` (read-only alias)."""
+        return self.block_length_pmf
 
 
 def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
@@ -1126,9 +1213,9 @@ def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
     """
     gamma = check_int(gamma, "gamma", minimum=0)
     c = check_real(c, "c", low=0.0)
-    T, g = _check_args(pair, rule, horizon, gamma, batch)
+    T, scheme = _check_args(pair, rule, horizon, gamma, batch)
     rule_rej = _per_position(pair, T, lambda P, Q: _rules.rejection_prob(rule, P, Q))
-    run = _run(_Chain(pair, rule, g, batch), T, store_marginals=False, rule_rej=rule_rej)
+    run = _run(_Chain(pair, scheme), T, store_marginals=False, rule_rej=rule_rej)
     calls = run.total(run.starts)
     n = len(run.starts)
     drafts = float(run.starts @ np.minimum(gamma, T - np.arange(n)))
@@ -1166,14 +1253,21 @@ def _block_chain_phases(M, gamma, batch):
     return k
 
 
-@dataclass(frozen=True)
-class StationaryRates:
+@dataclass(frozen=True, repr=False)
+class StationaryRates(Result):
     """Long-horizon rates of a homogeneous pair from the stationary law of the block chain."""
 
     rejections_per_token: float
     calls_per_token: float
     tokens_per_call: float
     draft_positions_per_token: float
+
+    def __repr__(self):
+        return (f"StationaryRates(rejections/token {self.rejections_per_token:.6g}, "
+                f"tokens/call {self.tokens_per_call:.6g})")
+
+    def summary(self) -> str:
+        return "\n".join([repr(self)] + [f"  {k:<26} {v}" for k, v in self.to_dict().items()])
 
 
 def stationary_rates(pair, rule, gamma=None, batch="first"):
@@ -1221,8 +1315,9 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     """
     if not isinstance(pair, MarkovPair) or not pair.homogeneous:
         raise ValueError("stationary_rates needs a homogeneous MarkovPair (kernels of shape (S, V))")
-    _, gamma = check_sequence_args(pair, rule, 1, gamma, batch, "stationary_rates")
-    N = _block_chain_phases(rule.M, gamma, batch) * pair.S  # before building anything
+    scheme = Scheme(rule, gamma, batch)  # no horizon: gamma is not clipped
+    gamma = scheme.gamma
+    N = _block_chain_phases(scheme.M, gamma, scheme.batch) * pair.S  # before building anything
     if N > STATIONARY_MAX_STATES:
         raise ValueError(
             f"stationary_rates solves a dense {N}x{N} system (phases x S states), above the "
@@ -1231,7 +1326,7 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
             "T, gamma) / T at a long horizon T (homogeneous pairs fast-forward once the law "
             "has converged) or scdsim.simulate(...)"
         )
-    chain = _Chain(pair, rule, gamma, batch, split=True)
+    chain = _Chain(pair, scheme, split=True)
     K, S = len(chain.phases), pair.S
     N = K * S
     Tm = np.zeros((N, N))
@@ -1239,7 +1334,7 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     call_end = np.zeros(N)
     draft_pos = np.zeros(N)
     Smap = pair.target.state_matrix()
-    for srcs, dsts, W, rej, res, *_ in chain.operators(0):
+    for srcs, dsts, W, rej, res, _ in chain.operators(0):
         for i, d in zip(srcs, dsts):
             if W is not None:
                 Tm[i * S:(i + 1) * S, d * S:(d + 1) * S] += W @ Smap
@@ -1275,7 +1370,50 @@ def stationary_rates(pair, rule, gamma=None, batch="first"):
     return StationaryRates(r, calls, 1.0 / calls if calls > 0 else np.inf, float(pi @ draft_pos[idx]))
 
 
-def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None):
+@dataclass(frozen=True, eq=False, repr=False)
+class BatchCurve(Result):
+    """Expected rejections against the number of drafts ``M`` (Yin et al. Fig. 3 / Thm 3).
+
+    Attributes
+    ----------
+    M : int (k,) the draft counts.
+    expected_rejections : (k,) E[N_rej] with ``M`` drafts.
+    improvement : (k,) E[N_rej] at M = 1 minus E[N_rej] at M (the batch improvement).
+    rule : name of the rule at the first M; horizon, gamma, batch : the configuration.
+
+    ``curve["M"]``, ``curve["rejections"]`` and ``curve["improvement"]`` still work (the former
+    dict keys).
+    """
+
+    M: np.ndarray
+    expected_rejections: np.ndarray
+    improvement: np.ndarray
+    rule: str
+    horizon: int
+    gamma: int | None
+    batch: str
+
+    _summary = ("M", "expected_rejections", "improvement")
+    _keys = {"M": "M", "rejections": "expected_rejections", "improvement": "improvement"}
+
+    def __post_init__(self):
+        self._freeze()
+
+    def __repr__(self):
+        return (f"BatchCurve({self.rule}, T={self.horizon}, M={self.M.tolist()}: rejections "
+                f"{np.array2string(self.expected_rejections, precision=4)})")
+
+    def __getitem__(self, key):
+        try:
+            return getattr(self, self._keys[key])
+        except KeyError:
+            raise KeyError(f"{key!r}; a BatchCurve has {sorted(self._keys)}") from None
+
+    def keys(self):
+        return self._keys.keys()
+
+
+def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None) -> BatchCurve:
     """Expected rejections and batch improvement against the number of drafts ``M``.
 
     Parameters
@@ -1291,9 +1429,11 @@ def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None)
 
     Returns
     -------
-    dict
-        ``M`` (array), ``rejections`` (E[N_rej] with ``rule_factory(M)``) and
-        ``improvement`` (E at M=1 minus E at M), the quantity of Yin et al. Fig. 3.
+    BatchCurve
+        ``M`` (array), ``expected_rejections`` (E[N_rej] with ``rule_factory(M)``) and
+        ``improvement`` (E at M=1 minus E at M), the quantity of Yin et al. Fig. 3 / Thm 3.
+        The former dict keys still work: ``curve["M"]``, ``curve["rejections"]``,
+        ``curve["improvement"]``.
 
     See Also
     --------
@@ -1315,10 +1455,11 @@ def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None)
     from scdsim.rules import recursive
 
     factory = recursive if rule_factory is None else rule_factory
-    if isinstance(Ms, (numbers.Number, str)) or not hasattr(Ms, "__iter__"):
-        raise TypeError(f"Ms must be a sequence of draft counts, e.g. [1, 2, 4], got {Ms!r} "
-                        "(signature: batch_curve(pair, horizon, Ms, gamma=None, batch=...))")
-    Ms = np.asarray([check_int(m, "M", minimum=1) for m in Ms])
+    if isinstance(Ms, (numbers.Number, str, bytes)) or not hasattr(Ms, "__iter__"):
+        raise TypeError(f"Ms must be a sequence of draft counts, got {Ms!r} (e.g. [1, 2, 4]; "
+                        "signature: batch_curve(pair, horizon, Ms, gamma=None, batch=...))")
+    Ms = np.asarray([check_int(m, "M", minimum=1) for m in Ms], dtype=np.int64)
     base = expected_rejections(pair, factory(1), horizon, gamma, batch)
     rej = np.array([expected_rejections(pair, factory(int(m)), horizon, gamma, batch) for m in Ms])
-    return {"M": Ms, "rejections": rej, "improvement": base - rej}
+    name = factory(int(Ms[0])).name if Ms.size else factory(1).name
+    return BatchCurve(Ms, rej, base - rej, name, int(horizon), gamma, batch)
