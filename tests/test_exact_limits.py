@@ -15,6 +15,7 @@ import pytest
 from scdsim import chains, rules
 from scdsim.chains import MarkovLM, MarkovPair
 from scdsim.exact import markov as mk
+from scdsim.process import Scheme
 
 ATOL = 1e-12
 
@@ -83,7 +84,7 @@ def _assert_same_law(pair, rule, T, gamma, batch):
                          ids=[f"{c[0]}-{c[2].name}-g{c[3]}-{c[4]}" for c in FAST_CASES])
 def test_fast_forward_equals_full_propagation_to_1e_12(label, make, rule, gamma, batch):
     pair, T = make(), 400
-    run = mk._run(mk._Chain(pair, rule, gamma, batch), T)
+    run = mk._run(mk._Chain(pair, Scheme(rule, gamma, batch).for_horizon(T)), T)
     assert run.tail > 0  # the fast path was taken: the comparison below tests it
     _assert_same_law(pair, rule, T, gamma, batch)
 
@@ -97,7 +98,7 @@ def test_fast_forward_equals_full_propagation_to_1e_12(label, make, rule, gamma,
 ], ids=["periodic-lossless", "periodic-recursive2", "draft=target", "slow-mixing"])
 def test_fast_forward_is_not_taken_when_the_law_does_not_converge(label, make, rule, gamma):
     pair, T = make(), 300
-    run = mk._run(mk._Chain(pair, rule, gamma, "first"), T)
+    run = mk._run(mk._Chain(pair, Scheme(rule, gamma, "first").for_horizon(T)), T)
     assert run.tail == 0
     _assert_same_law(pair, rule, T, gamma, "first")
 

@@ -324,7 +324,7 @@ def test_reference_numbers_are_data_read_by_the_theory_table():
 # rules whose cost grew faster than their input
 
 
-def test_recursive_residual_chain_stops_at_its_fixed_point_and_changes_no_number():
+def test_recursive_residual_chain_stops_at_its_fixed_point_and_changes_no_number(monkeypatch):
     rng = np.random.default_rng(3)
     P, Q = rng.dirichlet(np.full(6, 0.5), size=5), rng.dirichlet(np.full(6, 0.5), size=5)
     rule = rules.recursive(40)
@@ -336,6 +336,9 @@ def test_recursive_residual_chain_stops_at_its_fixed_point_and_changes_no_number
         r = np.where(mass > 0, pos / np.where(mass > 0, mass, 1.0), r)
         ref.append(r)
     np.testing.assert_allclose(chain, np.stack(ref, axis=-2), rtol=0, atol=1e-15)
+    # far above the factories' MAX_DRAFTS (10,000, a memory guard): without the early exit
+    # the chain would take 10**6 steps
+    monkeypatch.setattr(rules, "MAX_DRAFTS", 10**6)
     t0 = time.perf_counter()
     assert float(rejection_prob(rules.recursive(10**6), P3, Q3)) < 1e-300
     assert time.perf_counter() - t0 < 10.0
