@@ -675,7 +675,7 @@ def sequence_law(pair, rule, horizon, gamma=None, batch="first", track_counts=Fa
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> law = mk.sequence_law(pair, rules.lossless, 4, gamma=2)
     >>> law.block_starts.round(4).tolist()
     [1.0, 0.3, 0.26, 0.62]
@@ -735,7 +735,7 @@ def expected_rejections(pair, rule, horizon, gamma=None, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> round(mk.expected_rejections(pair, rules.lossless, 4), 4)
     1.0514
     >>> round(mk.expected_rejections(pair, rules.recursive(2), 4), 4)
@@ -777,7 +777,7 @@ def rejection_distribution(pair, rule, horizon, gamma=None, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> mk.rejection_distribution(pair, rules.lossless, 4).round(4).tolist()
     [0.2815, 0.4398, 0.2282, 0.047, 0.0036]
     """
@@ -809,7 +809,7 @@ def position_rejection(pair, rule, horizon, gamma=None, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> mk.position_rejection(pair, rules.lossless, 4).round(4).tolist()
     [0.3, 0.26, 0.25, 0.2414]
     """
@@ -849,7 +849,7 @@ def output_marginals(pair, rule, horizon, gamma=None, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> mk.output_marginals(pair, rules.lossless, 4)[1].round(4).tolist()
     [0.37, 0.5, 0.13]
     """
@@ -886,7 +886,7 @@ def expected_rejections_theorem1(pair, horizon):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> round(mk.expected_rejections_theorem1(pair, 4), 4)
     1.0514
     """
@@ -962,13 +962,13 @@ def expected_rejections_batch_limit(pair, horizon, gamma=None):
 
     References
     ----------
-    Yin et al. 2024 (arXiv 2411.00841), Theorem 3 and Proposition 1; theory.md §1.6.
+    Yin et al. 2024 (arXiv 2411.00841), Theorem 3 and Proposition 1; docs/theory.md §4.
 
     Examples
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> round(mk.expected_rejections_batch_limit(pair, 4), 6)
     0.65105
     """
@@ -1011,7 +1011,7 @@ def exact_joint_law(pair, rule, horizon, gamma=None, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> law = mk.exact_joint_law(pair, rules.lossless, 2)
     >>> law.shape, round(float(law.sum()), 12)
     ((3, 3), 1.0)
@@ -1063,7 +1063,7 @@ def target_joint_law(pair, horizon):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> mk.target_joint_law(pair, 2)[0].round(4).tolist()
     [0.3, 0.24, 0.06]
     """
@@ -1106,7 +1106,7 @@ def joint_tv_to_target(pair, rule, horizon, gamma=None, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> mk.joint_tv_to_target(pair, rules.lossless, 4) < 1e-12
     True
     >>> round(mk.joint_tv_to_target(pair, rules.over_accept(0.1), 4), 4)
@@ -1206,7 +1206,7 @@ def block_stats(pair, rule, horizon, gamma, c=0.0, batch="first"):
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> stats = mk.block_stats(pair, rules.lossless, 4, 2, c=0.1)
     >>> round(stats.tokens_per_call, 4), round(stats.speedup, 4)
     (1.8349, 1.5662)
@@ -1447,7 +1447,7 @@ def batch_curve(pair, horizon, Ms, gamma=None, batch="first", rule_factory=None)
     --------
     >>> from scdsim import chains, rules
     >>> from scdsim.exact import markov as mk
-    >>> pair = chains.yin_example()  # theory.md §7.3: T = 4, V = 3
+    >>> pair = chains.yin_example()  # docs/theory.md §3: T = 4, V = 3
     >>> curve = mk.batch_curve(pair, 4, [1, 2, 3])
     >>> curve["improvement"].round(4).tolist()
     [0.0, 0.125, 0.2087]

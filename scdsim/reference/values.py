@@ -17,24 +17,24 @@ SOURCES = {
     "LEVIATHAN_BIGRAM": "Leviathan et al. 2023, §3.6 ('1.25X')",
     "LEVIATHAN_ARGMAX_LENIENCE": "Leviathan et al. 2023, App. A.5",
     "LEVIATHAN_COR_3_9": "Leviathan et al. 2023, Cor. 3.9: (1 + a) / (1 + c) at gamma = 1",
-    "OPTIMAL_GAMMA": "theory notes §7.1 [D] (derived from Leviathan Thm 3.8)",
-    "LENIENCE_ALPHA": "theory notes §7.1 [D]",
-    "SINGLE_STEP": "theory notes §7.2",
-    "PARETO_EX1": "Yin et al. 2024, Thms 4-5; theory notes §7.4 [D] (UNO bias)",
-    "PARETO_EX2": "Yin et al. 2024, Thms 4-5; theory notes §7.4 [D] (UNO bias)",
-    "MULTI_DRAFT_ACCEPTANCE": "theory notes §7.5 [D]",
-    "UNIFORM_BATCH_IMPROVEMENT": "theory notes §7.5 [D]",
-    "OBRIEN_CD_LAWS": "theory notes §7.6 [D] (O'Brien & Lewis 2023 form)",
-    "LI_CD_SCORES": "theory notes §7.6 [D] (Li et al. 2023 form)",
-    "SCD_STEP": "theory notes §7.6 [D]",
-    "SCD_SPEEDUPS": "theory notes §2 [R] (reconstructed SCD cost model); Leviathan Thm 3.8",
-    "YIN_EXAMPLE": "theory notes §7.3 [D] (Yin et al. 2024 Thm 1 on a 3-token chain, T = 4)",
-    "BATCH_VARIANT_A": "theory notes §1.6 / §7.3 [D]",
-    "BATCH_VARIANT_A_LIMIT": "theory notes §1.6 [D] (Yin et al. Prop. 1: the limit is not 0)",
-    "BATCH_VARIANT_B_MC": "theory notes §7.3, a Monte Carlo estimate with its standard error",
+    "OPTIMAL_GAMMA": "docs/theory.md §5 [D] (derived from Leviathan Thm 3.8)",
+    "LENIENCE_ALPHA": "docs/theory.md §5 [D]",
+    "SINGLE_STEP": "docs/theory.md §1",
+    "PARETO_EX1": "Yin et al. 2024, Thms 4-5; docs/theory.md §2 [D] (UNO bias)",
+    "PARETO_EX2": "Yin et al. 2024, Thms 4-5; docs/theory.md §2 [D] (UNO bias)",
+    "MULTI_DRAFT_ACCEPTANCE": "docs/theory.md §4 [D]",
+    "UNIFORM_BATCH_IMPROVEMENT": "docs/theory.md §4 [D]",
+    "OBRIEN_CD_LAWS": "docs/theory.md §6 [D] (O'Brien & Lewis 2023 form)",
+    "LI_CD_SCORES": "docs/theory.md §6 [D] (Li et al. 2023 form)",
+    "SCD_STEP": "docs/theory.md §6 [D]",
+    "SCD_SPEEDUPS": "docs/theory.md §7 [R] (reconstructed SCD cost model); Leviathan Thm 3.8",
+    "YIN_EXAMPLE": "docs/theory.md §3 [D] (Yin et al. 2024 Thm 1 on a 3-token chain, T = 4)",
+    "BATCH_VARIANT_A": "docs/theory.md §3-4 [D]",
+    "BATCH_VARIANT_A_LIMIT": "docs/theory.md §4 [D] (Yin et al. Prop. 1: the limit is not 0)",
+    "BATCH_VARIANT_B_MC": "docs/theory.md §3, a Monte Carlo estimate with its standard error",
 }
 
-# one-step pairs of theory notes §7.2/§7.4/§7.5 (stated there in Yin letters: p draft, q target)
+# one-step pairs of docs/theory.md §1, 2, 4 (stated there in Yin letters: p draft, q target)
 DRAFT3, TARGET3 = (0.5, 0.3, 0.2), (0.2, 0.3, 0.5)
 DRAFT4, TARGET4 = (0.4, 0.3, 0.2, 0.1), (0.1, 0.2, 0.3, 0.4)
 
