@@ -61,7 +61,8 @@ import torch
 
 from real_models import laws as _laws
 from real_models.results import GenerationResult, make_record
-from scdsim._validate import check_choice, check_int
+from scdsim._validate import check_int
+from scdsim.process import Scheme
 from scdsim.rules import Rule, rejection_prob
 
 __all__ = ["speculative_generate", "check_rule"]
@@ -185,7 +186,9 @@ def check_rule(rule, M=1, batch="first"):
     """Validate a rule for the engine; returns ``(rule, M, batch)``.
 
     The rule must be a samplable ``scdsim`` rule; ``M`` (when > 1) must match ``rule.M`` or the
-    rule must be single-draft (then ``rule.with_drafts(M)`` is used, e.g. ``recursive``).
+    rule must be single-draft (then ``rule.with_drafts(M)`` is used, e.g. ``recursive``). The
+    process is then validated as the exact and Monte Carlo engines validate it, by
+    ``scdsim.process.Scheme`` (``batch``, and the rule for every draft count it uses).
     """
     if not isinstance(rule, Rule):
         raise TypeError(f"rule must be a scdsim rule (e.g. rules.lossless), got {rule!r}")
@@ -194,12 +197,12 @@ def check_rule(rule, M=1, batch="first"):
                         "form): the real-model engine cannot run it; use rules.recursive(M) or "
                         "rules.kseq(M)")
     M = check_int(M, "M", minimum=1)
-    check_choice(batch, "batch", {"first", "tree"})
     if M != rule.M:
         if M == 1:
             M = rule.M
         else:
             rule = rule.with_drafts(M)
+    Scheme(rule, batch=batch)  # raises on a bad batch or a with_drafts(m) of the wrong M
     return rule, M, batch
 
 
