@@ -115,6 +115,7 @@ def _sem(x):
 def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, seed=0,
                   profile_repeats=3, out=".", size="custom"):
     """Row fields: ``draft, alpha, alpha_ci, c, verify_cost_ratio, tokens_per_call,
+    tokens_per_call_ci,
     speedup_leviathan, speedup_profile, speedup_measured, optimal_gamma, optimal_speedup,
     z_rejections, ar_time_s, sd_time_s, profile`` (one batch of all prompts; the
     autoregressive baseline is timed next to each draft's run)."""
