@@ -16,7 +16,8 @@ over the target's (c). Leviathan's walltime model assumes t(gamma+1) = t(1); on 
 
 The default draft is ``quant:4`` (the target re-quantised to 4 bits: high acceptance, but on a CPU
 it costs as much as the target, c ~ 1); any ``make_draft`` spec of a model works (``--draft``).
-The timed sides alternate within each repeat, so load changes on a shared machine hit both.
+The timed sides alternate within each repeat (ours first in even repeats, HF first in odd ones),
+so load changes on a shared machine hit both.
 Usage::
 
     python benchmarks/bench_real_models.py [--model smollm2-135m] [--draft quant:4]
@@ -247,11 +248,13 @@ def main(argv=None):
                 ours_generate(target, prompts, 4, 0)  # warm-up
             hf_generate(target, prompts, 4, 0)
             for r in range(R):
-                if has_engine:
-                    dt, (n, _) = _timed(ours_generate, target, prompts, N, 100 + r)
-                    ours.append(n / dt)
-                dt, n = _timed(hf_generate, target, prompts, N, 100 + r)
-                base.append(n / dt)
+                for side in (("ours", "hf") if r % 2 == 0 else ("hf", "ours")):
+                    if side == "ours" and has_engine:
+                        dt, (n, _) = _timed(ours_generate, target, prompts, N, 100 + r)
+                        ours.append(n / dt)
+                    elif side == "hf":
+                        dt, n = _timed(hf_generate, target, prompts, N, 100 + r)
+                        base.append(n / dt)
             prof = _profile_line(profiles[b]) if b in profiles else ""
             row("AR vs HF generate", b, ours, base, prof)
     sd_b1 = None
@@ -262,12 +265,14 @@ def main(argv=None):
             ours_generate(target, prompts, 4, 0, draft, g)
         hf_generate(target, prompts, 4, 0, dmodel, g)
         for r in range(R):
-            if has_engine:
-                dt, (n, res) = _timed(ours_generate, target, prompts, N, 200 + r, draft, g)
-                ours.append(n / dt)
-                tpc.append(res.tokens_per_call)
-            dt, n = _timed(hf_generate, target, prompts, N, 200 + r, dmodel, g)
-            base.append(n / dt)
+            for side in (("ours", "hf") if r % 2 == 0 else ("hf", "ours")):
+                if side == "ours" and has_engine:
+                    dt, (n, res) = _timed(ours_generate, target, prompts, N, 200 + r, draft, g)
+                    ours.append(n / dt)
+                    tpc.append(res.tokens_per_call)
+                elif side == "hf":
+                    dt, n = _timed(hf_generate, target, prompts, N, 200 + r, dmodel, g)
+                    base.append(n / dt)
         sd_b1 = ours
         note = f"tokens/call {_fmt(tpc, '.2f')}; " if tpc else ""
         row(f"SD g={g} vs HF assisted", 1, ours, base,
@@ -281,6 +286,8 @@ def main(argv=None):
                 dt, (n, res) = _timed(ours_generate, target, prompts, N, 300 + r, draft, g)
                 ours.append(n / dt)
                 tpc.append(res.tokens_per_call)
+            if b == 1:
+                sd_b1 = ours
             base = sd_b1 if (sd_b1 and b != 1) else []
             label = "SD batched (vs b=1)" if base else "SD batched"
             row(label, b, ours, base, f"tokens/call {_fmt(tpc, '.2f')}; "
