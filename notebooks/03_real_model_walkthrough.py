@@ -53,9 +53,8 @@ else:
 OUT = Path(os.environ.get("SCDSIM_NB_OUT") or tempfile.mkdtemp(prefix="scdsim-validate-"))
 CONTRAST = {"plausibility": 0.1, "contrast": 0.5}
 if ENGINE and SMALL:
-    from real_models.validate import run_validate
-
     from real_models.tiny import random_lm
+    from real_models.validate import run_validate
     from scdsim import rules
 
     target = random_lm(vocab_size=32, seed=0)
