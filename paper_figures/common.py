@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from scdsim.io import atomic_open, to_jsonable
 from scdsim.plotting import LINESTYLES, MARKERS, OKABE_ITO, PALETTE, series
 
 __all__ = [
@@ -108,36 +107,10 @@ def cache_key(name: str, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def to_jsonable(x):
-    """Numpy arrays and scalars -> lists and Python numbers, recursively; NaN/inf -> None."""
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
 def write_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically (``scdsim.io.atomic_open``: temp file, fsync, rename)."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def cached(name: str, params: dict, fn, use_cache: bool = True) -> dict:
