@@ -53,3 +53,22 @@ def pytest_collection_modifyitems(config, items):
                 cuda = _has_cuda()
             if not cuda:
                 item.add_marker(no_gpu)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(request):
+    """Real-model test modules (``test_real_*``) run torch on one thread, restored afterwards.
+
+    Their models are tiny: on a shared 2-core CPU, intra-op threads only contend (measured
+    10-20x slower with two threads under load); results do not depend on the thread count.
+    Core test modules never import torch for this.
+    """
+    if not request.module.__name__.split(".")[-1].startswith("test_real_") or not HAS_TORCH:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

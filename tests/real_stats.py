@@ -92,14 +92,3 @@ def seq_counts(tokens, V, T):
     for n in range(T):
         idx = idx * V + arr[:, n]
     return np.bincount(idx, minlength=V**T)
-
-
-def one_thread():
-    """Generator for an autouse fixture: torch on one thread for the module (tiny matrices on
-    a shared CPU run ~20x faster without OpenMP spinning), restored afterwards."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from real_stats import assert_law, assert_mean, one_thread, power, seq_counts
+from real_stats import assert_law, assert_mean, power, seq_counts
 
 from scdsim import chains, rules
 from scdsim.exact import markov as exact
@@ -29,8 +29,6 @@ from real_models.engine import speculative_generate  # noqa: E402
 from real_models.tiny import markov_pair_lms  # noqa: E402
 
 pytestmark = pytest.mark.torch
-
-_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 YIN = chains.yin_example()  # T = 4, V = 3, inhomogeneous
 DIR = chains.dirichlet_pair(4, 0.4, seed=3)  # V = S = 4, homogeneous

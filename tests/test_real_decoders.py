@@ -28,16 +28,6 @@ ALPHA = 1e-6
 PROMPTS = [[1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12], [3]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared CPU: intra-op threads only contend (one thread is ~10x faster
-    here), and the result does not depend on the thread count."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def lm32():
     """float32 tiny Llama (the dtype transformers' generate is compared in)."""

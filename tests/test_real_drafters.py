@@ -18,15 +18,6 @@ from real_models.drafters import NGramDraft, make_draft, quantize_groupwise  # n
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~10x faster on one thread when the CPU is shared; restored after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def target64():
     return random_lm(vocab_size=32, hidden_size=32, layers=3, heads=4, seed=3,

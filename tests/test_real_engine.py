@@ -16,7 +16,6 @@ import json
 
 import numpy as np
 import pytest
-from real_stats import one_thread
 
 from scdsim import rules
 
@@ -30,8 +29,6 @@ from real_models.results import RECORD_KEYS  # noqa: E402
 from real_models.tiny import random_lm  # noqa: E402
 
 pytestmark = pytest.mark.torch
-
-_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 V = 32
 CD = {"plausibility": 0.1, "contrast": 0.5}

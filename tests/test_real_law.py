@@ -22,7 +22,7 @@ import copy
 
 import numpy as np
 import pytest
-from real_stats import assert_law, law_rejected, one_thread, power, seq_counts
+from real_stats import assert_law, law_rejected, power, seq_counts
 
 from scdsim import rules
 from scdsim.chains import MarkovLM, MarkovPair
@@ -37,8 +37,6 @@ from real_models.engine import _KV, Engine, speculative_generate  # noqa: E402
 from real_models.tiny import random_lm  # noqa: E402
 
 pytestmark = pytest.mark.torch
-
-_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 V = 8
 N = 4000

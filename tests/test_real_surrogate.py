@@ -28,21 +28,6 @@ from scdsim.exact.markov import sequence_law
 Z = 4.89
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared CPU: intra-op threads only contend; results do not depend on
-    the thread count."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def sticky_pair():
     p0 = np.array([0.5, 0.45, 0.025, 0.025])
     p1 = np.array([0.025, 0.025, 0.9, 0.05])

@@ -24,21 +24,6 @@ from real_models.validate import (
 from scdsim import block_stats, chains, cost, expected_rejections, rules
 
 Z = 4.89  # two-sided normal quantile at 1e-6
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared CPU: intra-op threads only contend; results do not depend on
-    the thread count."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 GAMMA, T, N = 3, 100, 300
 
 
