@@ -118,20 +118,11 @@ def resolve(args):
     for k in ("target", "draft"):
         if not cfg.get(k):
             raise ValueError(f"--{k} is required (or give --preset)")
-    if cfg["gamma"] < 1:
-        raise ValueError(f"--gamma must be >= 1, got {cfg['gamma']}")
-    if cfg["M"] < 1:
-        raise ValueError(f"--M must be >= 1, got {cfg['M']}")
-    if cfg["max_new_tokens"] < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {cfg['max_new_tokens']}")
-    if cfg["temperature"] < 0:
-        raise ValueError(f"--temperature must be >= 0, got {cfg['temperature']}")
-    if cfg["batch_size"] < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cfg['batch_size']}")
-    if cfg["profile_repeats"] < 1:
-        raise ValueError(f"--profile-repeats must be >= 1, got {cfg['profile_repeats']}")
-    if cfg["boot"] < 10:
-        raise ValueError(f"--boot must be >= 10, got {cfg['boot']}")
+    minimums = {"gamma": 1, "M": 1, "max_new_tokens": 1, "temperature": 0, "batch_size": 1,
+                "profile_repeats": 1, "boot": 10}
+    for key, low in minimums.items():
+        if cfg[key] < low:
+            raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {cfg[key]}")
     try:
         ss = cfg["surrogate_states"]
         cfg["surrogate_states"] = tuple(int(s) for s in ss.split(",") if s.strip()) if ss else ()
