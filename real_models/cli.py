@@ -25,15 +25,15 @@ PRESETS = {
     "quick": dict(target="smollm2-135m", draft="early-exit:8", rule="lossless", gamma=3, M=1,
                   batch="first", prompts="quick", max_new_tokens=16, temperature=1.0,
                   surrogate_states="1,2", boot=1000, profile_repeats=3,
-                  batch_size=4),
+                  batch_size=4, timing_repeats=3),
     "full": dict(target="smollm2-135m", draft="early-exit:8", rule="lossless", gamma=4, M=1,
                  batch="first", prompts="builtin+humaneval:20", max_new_tokens=96,
                  temperature=1.0, surrogate_states="1,2,4,8,16", boot=4000, profile_repeats=7,
-                 batch_size=4),
+                 batch_size=4, timing_repeats=1),
 }
 DEFAULTS = dict(rule="lossless", gamma=4, M=1, batch="first", prompts="builtin",
                 max_new_tokens=48, temperature=1.0, surrogate_states="1,2,4,8", boot=2000,
-                profile_repeats=5, batch_size=1)
+                profile_repeats=5, batch_size=1, timing_repeats=1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +66,8 @@ def build_parser(prog="scdsim validate"):
     ap.add_argument("--boot", type=int, help="bootstrap resamples over prompts")
     ap.add_argument("--batch-size", type=int, dest="batch_size",
                     help="prompts per engine call (SD and autoregressive alike)")
+    ap.add_argument("--timing-repeats", type=int, dest="timing_repeats",
+                    help="SD and autoregressive timings of each batch (median used)")
     ap.add_argument("--no-ar", action="store_true", help="skip the autoregressive timing")
     ap.add_argument("--no-profile", action="store_true", help="skip the cost profile")
     ap.add_argument("--profile-repeats", type=int, dest="profile_repeats",
@@ -119,7 +121,7 @@ def resolve(args):
         if not cfg.get(k):
             raise ValueError(f"--{k} is required (or give --preset)")
     minimums = {"gamma": 1, "M": 1, "max_new_tokens": 1, "temperature": 0, "batch_size": 1,
-                "profile_repeats": 1, "boot": 10}
+                "profile_repeats": 1, "boot": 10, "timing_repeats": 1}
     for key, low in minimums.items():
         if cfg[key] < low:
             raise ValueError(f"--{key.replace('_', '-')} must be >= {low}, got {cfg[key]}")
@@ -163,7 +165,8 @@ def cmd_validate(args):
         contrast=cfg["contrast"], seed=cfg["seed"], measure_ar=not cfg["no_ar"],
         profile=not cfg["no_profile"], profile_repeats=cfg["profile_repeats"],
         surrogate_states=cfg["surrogate_states"],
-        n_boot=cfg["boot"], batch_size=cfg["batch_size"], progress=False if cfg["no_progress"] else None, inputs=inputs)
+        n_boot=cfg["boot"], batch_size=cfg["batch_size"],
+        timing_repeats=cfg["timing_repeats"], progress=False if cfg["no_progress"] else None, inputs=inputs)
     print(f"target {target.name}, draft {cfg['draft']}, rule {cfg['rule']}, gamma {cfg['gamma']}"
           f", M {cfg['M']} ({cfg['batch']}), {len(prompts)} prompts x {cfg['max_new_tokens']} "
           f"new tokens, seed {cfg['seed']}")

@@ -134,9 +134,10 @@ def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, 
         res, sd_t = _gen(target, ids, seed=seed, draft=draft, rule=rules.lossless, gamma=gamma,
                          max_new_tokens=max_new_tokens, **warp)
         n_sd = sum(len(t) for t in res.tokens)
-        prof = cost_profile(target, draft, gamma=gamma,
-                            context_len=int(np.median([len(x) for x in ids])) + 8,
-                            repeats=profile_repeats)
+        # the batch the runs decode, at the start and the end of a generation
+        L0 = max(len(x) for x in ids)
+        prof = cost_profile(target, draft, gamma=gamma, context_len=[L0, L0 + max_new_tokens],
+                            repeats=profile_repeats, batch=len(ids))
         sc = _scored(res, gamma, seed=seed)
         alpha, c = sc["alpha"]["value"], prof["c"]
         tpc = sc["predictions"]["positional"]["tokens_per_call"]

@@ -17,7 +17,8 @@ a prompt, which the length limit may cut) against three predictions:
 (c) ``surrogate``  a Markov surrogate solved by the exact engine (``real_models.surrogate``).
 Speedup: measured (autoregressive time per token / SD time per token, same prompts and
 settings) against Leviathan Thm 3.8 at ``alpha`` and the measured ``c``, and against a cost
-profile (measured time of one target call verifying gamma+1 tokens and of a draft step).
+profile (measured time of one target call verifying gamma+1 tokens and of a draft step, on the
+run's batch of prompts, averaged over the context lengths at the start and end of a generation).
 Intervals: bootstrap over prompts (percentile, 95 %) and s.e. over prompts.
 
 Files written by ``run_validate(out=DIR)`` (figures 9-11 read them)
@@ -228,7 +229,7 @@ def _sem_ratio(num, den):
 
 
 def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=2000, seed=0,
-          level=0.95):
+          level=0.95, contrast=False):
     """Predictions against outcomes, pooled over prompts, with intervals.
 
     Parameters
@@ -245,7 +246,12 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
         each prompt was timed in): the interval resamples batches (none with one batch).
     profile : dict, optional
         ``{"target_s": [t(1), ..., t(gamma+1)], "draft_s": t_d}`` from ``real_models.profile``:
-        seconds of one target call on k new tokens with cache, and of one draft step.
+        seconds of one target call on k new tokens with cache, and of one draft step, at the
+        SD run's rows (batch x M); optional ``"ar_target_s"`` / ``"ar_draft_s"``: one step at
+        the autoregressive baseline's rows when they differ (M > 1).
+    contrast : bool
+        SCD against contrastive decoding: the amateur (the draft) runs gamma + 1 steps per call
+        and one step per token of the baseline, so both costs include it.
     n_boot : int
         Bootstrap resamples over prompts.
 
@@ -351,9 +357,14 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
             c = td / t[0]
             lev = lev_speedup(float(pt["alpha"]), gamma, c)
             tg = t[min(gamma, t.shape[0] - 1)]
-            # per call: one target call on gamma+1 tokens and gamma draft steps; per token of
-            # plain decoding: one target call on 1 token
-            prof = float(pt["positional"]) * t[0] / (tg + gamma * td)
+            # per call: one target call on gamma+1 tokens and gamma draft steps (gamma + 1 in
+            # SCD: the amateur's law at the bonus position); per token of plain decoding: one
+            # target call on 1 token (and one amateur step in contrastive decoding)
+            t_ar = float(profile.get("ar_target_s", t[0]))
+            d_ar = float(profile.get("ar_draft_s", td))
+            per_token = t_ar + (d_ar if contrast else 0.0)
+            per_call = tg + (gamma + (1 if contrast else 0)) * td
+            prof = float(pt["positional"]) * per_token / per_call
             sp.update({
                 "c": c, "leviathan": float(lev), "profile": prof,
                 "verify_cost_ratio": float(tg / t[0]),
@@ -407,6 +418,10 @@ def format_table(sc):
     if "speedup" in sc:
         s = sc["speedup"]
         row("speedup measured (AR time / SD time)", s["measured"], s["ci"])
+        if s.get("timing_repeats", 1) > 1:
+            lo, med, hi = s["measured_min_median_max"]
+            lines.append(f"{'  over ' + str(s['timing_repeats']) + ' timings: min/median/max':<38} "
+                         f"{med:10.4f}  {f'[{lo:.3f}, {hi:.3f}]':>20}")
         if "leviathan" in s:
             row(f"speedup Leviathan Thm 3.8 (c={s['c']:.3f})", s["leviathan"])
             row("speedup cost profile", s["profile"])
@@ -545,7 +560,7 @@ def _rule_name(rule):
 def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first",
                  max_new_tokens=48, warp=None, contrast=None, seed=0, measure_ar=True,
                  profile=True, profile_repeats=5, surrogate_states=(1, 2, 4, 8), n_boot=2000,
-                 batch_size=1, progress=None,
+                 batch_size=1, timing_repeats=1, progress=None,
                  inputs=None, _interrupt_after=None):
     """Run SD prompt by prompt, log each as it finishes, then score and write the summary.
 
@@ -562,6 +577,8 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
     measure_ar : also time autoregressive decoding of the same prompts (for the speedup)
     batch_size : prompts per engine call (SD and the autoregressive baseline alike); each
         prompt's line is written when its batch finishes, with the batch's time shared out
+    timing_repeats : SD and autoregressive runs of each batch, alternated, for the timing (the
+        records come from the first SD run; the median time is used)
     profile : measure the cost profile once (kept in ``profile.json`` across resumes)
     profile_repeats : timings per point of the profile (medians are used)
     surrogate_states : state counts of the Markov surrogate (k-means on the target's last
@@ -588,6 +605,8 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         raise ValueError(f"gamma must be >= 1, got {gamma}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not isinstance(timing_repeats, int) or timing_repeats < 1:
+        raise ValueError(f"timing_repeats must be an int >= 1, got {timing_repeats!r}")
     items = []
     for i, p in enumerate(prompts):
         if isinstance(p, dict):
@@ -611,6 +630,7 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         "max_new_tokens": int(max_new_tokens), "warp": warp, "contrast": contrast,
         "seed": int(seed), "prompt_ids": [it["id"] for it in items],
         "measure_ar": bool(measure_ar), "batch_size": int(batch_size),
+        "timing_repeats": int(timing_repeats),
     }
     log = JsonlLog(out / "prompts.jsonl", key="prompt", header=header)
     env = environment(target.device)
@@ -619,6 +639,7 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         import sys
         progress = sys.stderr.isatty()
     todo = [i for i in range(len(items)) if i not in log]
+    todo_all = list(range(len(items)))
     if todo:  # warm-up: first calls pay one-time costs that are not decoding
         generate(target, [ids[todo[0]][:4]], draft=draft, rule=rule, gamma=gamma, M=M,
                  batch=batch, contrast=contrast, rng=[seed], **{**common, "max_new_tokens": 4})
@@ -634,18 +655,33 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         chunk = todo[c0:c0 + batch_size]
         # one engine call per chunk; a row's tokens depend on its own stream only, so the
         # records do not depend on how prompts were grouped (a resume may regroup them)
-        t0 = time.perf_counter()
-        res = generate(target, [ids[i] for i in chunk], draft=draft, rule=rule, gamma=gamma,
-                       M=M, batch=batch, contrast=contrast,
-                       rng=[torch.Generator().manual_seed(seed + i) for i in chunk], **common)
-        sd_t = time.perf_counter() - t0
-        ar = None
-        if measure_ar:
+        def run_sd():
             t0 = time.perf_counter()
-            ar = generate(target, [ids[i] for i in chunk],
-                          rng=[torch.Generator().manual_seed(seed + i) for i in chunk],
-                          amateur=draft if contrast else None, contrast=contrast, **common)
-            ar_t = time.perf_counter() - t0
+            r = generate(target, [ids[i] for i in chunk], draft=draft, rule=rule, gamma=gamma,
+                         M=M, batch=batch, contrast=contrast,
+                         rng=[torch.Generator().manual_seed(seed + i) for i in chunk], **common)
+            return r, time.perf_counter() - t0
+
+        def run_ar():
+            t0 = time.perf_counter()
+            r = generate(target, [ids[i] for i in chunk],
+                         rng=[torch.Generator().manual_seed(seed + i) for i in chunk],
+                         amateur=draft if contrast else None, contrast=contrast, **common)
+            return r, time.perf_counter() - t0
+
+        # timings alternate SD and autoregressive, timing_repeats times each (same seeds, so
+        # the same tokens); the median of each is used: one timing on a busy machine is noise
+        res, t_sd = run_sd()
+        sd_ts, ar_ts, ar = [t_sd], [], None
+        if measure_ar:
+            ar, t_ar = run_ar()
+            ar_ts.append(t_ar)
+        for _ in range(int(timing_repeats) - 1):
+            sd_ts.append(run_sd()[1])
+            if measure_ar:
+                ar_ts.append(run_ar()[1])
+        sd_t = float(np.median(sd_ts))
+        ar_t = float(np.median(ar_ts)) if ar_ts else None
         sd_n = sum(len(x) for x in res.tokens)
         for j, i in enumerate(chunk):
             recs = [{**r, "prompt": i} for r in res.records[j]]
@@ -654,12 +690,14 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
                    "text_prompt": items[i].get("text"), "prompt_len": len(ids[i]),
                    "tokens": list(res.tokens[j]), "text": res.text[j] if res.text else None,
                    "records": recs, "chunk": list(chunk), "chunk_sd_time_s": sd_t,
+                   "chunk_sd_times_s": sd_ts,
                    # the chunk's time shared out in proportion to the tokens emitted
                    "sd_time_s": sd_t * n_j / max(sd_n, 1), "sd_tokens": n_j,
                    "draft_tokens": res.draft_tokens[j] if res.draft_tokens else None}
             if ar is not None:
                 ar_n = sum(len(x) for x in ar.tokens)
-                row.update(chunk_ar_time_s=ar_t, ar_tokens=len(ar.tokens[j]),
+                row.update(chunk_ar_time_s=ar_t, chunk_ar_times_s=ar_ts,
+                           ar_tokens=len(ar.tokens[j]),
                            ar_time_s=ar_t * len(ar.tokens[j]) / max(ar_n, 1))
             row["summary"] = prompt_summary(recs, gamma)
             log.append(row)
@@ -681,9 +719,21 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         else:
             from real_models.profile import cost_profile
 
-            ctx = int(np.median([len(x) for x in ids])) + max_new_tokens // 2
-            prof = cost_profile(target, draft, gamma=gamma, context_len=ctx,
-                                repeats=int(profile_repeats))
+            # the run's average cost: the batch it decodes, at the start and the end of a
+            # generation (rows are left-padded to the longest prompt of their batch)
+            start = int(np.median([max(len(ids[i]) for i in todo_all[c:c + batch_size])
+                                   for c in range(0, len(todo_all), batch_size)]))
+            B = min(batch_size, len(items))
+            # SD runs B * M rows (M drafts per prompt); the autoregressive baseline B rows
+            prof = cost_profile(target, draft, gamma=gamma,
+                                context_len=[start, start + max_new_tokens],
+                                repeats=int(profile_repeats), batch=B * int(M))
+            if int(M) > 1:
+                ar_prof = cost_profile(target, draft, gamma=1,
+                                       context_len=[start, start + max_new_tokens],
+                                       repeats=int(profile_repeats), batch=B)
+                prof["ar_target_s"] = ar_prof["target_s"][0]
+                prof["ar_draft_s"] = ar_prof["draft_s"]
             write_json_atomic(prof_path, {**prof, "environment": env, "inputs": header})
     timing = None
     if measure_ar:
@@ -710,7 +760,9 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         sur_out = {"S": S, "fit": fit.to_dict(), "prediction": pred, "held_out": held}
     sc = score([r["summary"] for r in rows], gamma,
                surrogate=sur_out["prediction"] if sur_out else None, timing=timing,
-               profile=prof, n_boot=n_boot, seed=seed)
+               profile=prof, n_boot=n_boot, seed=seed, contrast=contrast is not None)
+    if measure_ar and "speedup" in sc:
+        sc["speedup"].update(_repeat_spread(rows))
     table = format_table(sc)
     summary = {"inputs": header, "environment": env, "profile": prof, "score": sc,
                "surrogate": sur_out, "table": table,
@@ -723,6 +775,25 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         f.write(table + "\n")
     plot_summary(summary, out)
     return summary
+
+
+def _repeat_spread(rows):
+    """Measured speedup of each timing repeat (all batches), and its min / median / max."""
+    chunks = {}
+    for r in rows:
+        chunks.setdefault(r["chunk"][0], r)
+    R = min(min(len(r.get("chunk_sd_times_s") or [r["chunk_sd_time_s"]]),
+                len(r.get("chunk_ar_times_s") or [r["chunk_ar_time_s"]])) for r in chunks.values())
+    sd_n = sum(r["sd_tokens"] for r in rows)
+    ar_n = sum(r["ar_tokens"] for r in rows)
+    per = []
+    for k in range(R):
+        sd = sum((r.get("chunk_sd_times_s") or [r["chunk_sd_time_s"]])[k] for r in chunks.values())
+        ar = sum((r.get("chunk_ar_times_s") or [r["chunk_ar_time_s"]])[k] for r in chunks.values())
+        per.append((ar / ar_n) / (sd / sd_n))
+    return {"timing_repeats": R, "measured_per_repeat": per,
+            "measured_min_median_max": [float(np.min(per)), float(np.median(per)),
+                                        float(np.max(per))]}
 
 
 def plot_summary(summary, out):

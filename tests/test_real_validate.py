@@ -177,6 +177,26 @@ def test_speedup_scoring_with_a_cost_profile(summaries):
     assert sp["within_profile"] == (0.8 <= sp["profile"] / 2.0 <= 1.25)
 
 
+def test_profile_speedup_charges_the_amateur_in_scd_and_the_baseline_at_its_own_rows(summaries):
+    """SCD: gamma + 1 amateur steps per call, one per baseline token; M > 1: the baseline's
+    step is timed at its own rows (ar_target_s), the SD call at batch x M rows."""
+    n = len(summaries)
+    timing = {"sd_time_s": [1.0] * n, "ar_time_s": [2.0] * n,
+              "sd_tokens": [T] * n, "ar_tokens": [T] * n}
+    tpc = score(summaries, GAMMA, n_boot=10)["predictions"]["positional"]["tokens_per_call"]
+    prof = {"target_s": [1.0, 1.1, 1.2, 1.3], "draft_s": 0.1}
+    sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=10, contrast=True)
+    np.testing.assert_allclose(sc["speedup"]["profile"],
+                               tpc * (1.0 + 0.1) / (1.3 + (GAMMA + 1) * 0.1), rtol=1e-12)
+    prof = {**prof, "ar_target_s": 0.5, "ar_draft_s": 0.04}
+    sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=10)
+    np.testing.assert_allclose(sc["speedup"]["profile"], tpc * 0.5 / (1.3 + GAMMA * 0.1),
+                               rtol=1e-12)
+    sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=10, contrast=True)
+    np.testing.assert_allclose(sc["speedup"]["profile"],
+                               tpc * (0.5 + 0.04) / (1.3 + (GAMMA + 1) * 0.1), rtol=1e-12)
+
+
 def test_speedup_interval_resamples_timed_batches(summaries):
     n = len(summaries)
     base = {"sd_tokens": [T] * n, "ar_tokens": [T] * n}
@@ -305,6 +325,36 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_summary(tmp_path):
 
 
 @pytest.mark.torch
+def test_timing_repeats_leave_the_records_alone_and_report_their_spread(tmp_path):
+    """Repeated timings rerun the same seeds: records equal a single-timing run's; the speedup
+    holds one measurement per repeat; with M = 2 the profile is taken at batch x M rows and the
+    baseline's own step at batch rows."""
+    from real_models.validate import run_validate
+
+    t, d = _tiny_pair()
+    kw = dict(prompts=[[1, 2], [3, 4, 5]], max_new_tokens=6, seed=3, batch_size=2,
+              surrogate_states=(), n_boot=50, progress=False, profile_repeats=1, M=2,
+              batch="tree")
+    one = run_validate(t, d, rules.recursive(2), 2, out=tmp_path / "a", **kw)
+    three = run_validate(t, d, rules.recursive(2), 2, out=tmp_path / "b", timing_repeats=3,
+                         **kw)
+    import json
+
+    # NaN-safe comparison (a Shapiro p-value is NaN for two prompts)
+    assert json.dumps(_strip_timing(one["score"])) == json.dumps(_strip_timing(three["score"]))
+    sp = three["score"]["speedup"]
+    assert sp["timing_repeats"] == 3 and len(sp["measured_per_repeat"]) == 3
+    lo, med, hi = sp["measured_min_median_max"]
+    assert lo <= med <= hi and all(x > 0 for x in sp["measured_per_repeat"])
+    assert "over 3 timings" in three["table"]
+    assert three["profile"]["batch"] == 4 and three["profile"]["ar_target_s"] > 0
+    assert three["profile"]["context_len"] == [3, 9]
+    with pytest.raises(ValueError, match="timing_repeats"):
+        run_validate(t, d, rules.lossless, 2, out=tmp_path / "c", timing_repeats=0,
+                     prompts=[[1, 2]])
+
+
+@pytest.mark.torch
 def test_resume_refuses_other_settings_in_the_same_directory(tmp_path):
     from real_models.validate import run_validate
 
@@ -401,6 +451,25 @@ def test_cost_profile_measures_every_block_size_and_the_draft():
     assert cost_profile(t, Lookup(), gamma=2, context_len=4, repeats=2)["draft_kind"] == "ngram"
     with pytest.raises(ValueError, match="repeats"):
         cost_profile(t, d, repeats=0)
+
+
+@pytest.mark.torch
+def test_cost_profile_over_a_batch_and_several_context_lengths_is_their_mean():
+    from real_models.profile import cost_profile
+
+    t, d = _tiny_pair()
+    prof = cost_profile(t, d, gamma=2, context_len=[4, 12], repeats=2, batch=3)
+    assert prof["batch"] == 3 and prof["context_len"] == [4, 12]
+    by = prof["by_context"]
+    assert [b["context_len"] for b in by] == [4, 12]
+    np.testing.assert_allclose(prof["target_s"], np.mean([b["target_s"] for b in by], axis=0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(prof["draft_s"], np.mean([b["draft_s"] for b in by]), rtol=1e-12)
+    for bad, match in ((dict(batch=0), "batch"), (dict(context_len=[]), "context_len"),
+                       (dict(context_len=[4, 0]), "context_len"),
+                       (dict(context_len=2.5), "context_len")):
+        with pytest.raises(ValueError, match=match):
+            cost_profile(t, d, **bad)
 
 
 # ---- studies at smoke size (tiny random models) -------------------------------------------
