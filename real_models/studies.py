@@ -13,7 +13,9 @@ tokens: the size this 2-core machine finishes; raise ``max_new_tokens`` and the 
 2. ``entropy``        entropy of the target law at accepted vs recovered positions, SD and SCD
    (the SCD paper's analysis): means, s.e., the difference and its z.
 3. ``multidraft``     recovered tokens per sequence vs M = 1..4, ``batch="first"`` and ``"tree"``,
-   observed against the predicted sum of the rule's rejection probabilities (martingale z).
+   observed against the predicted sum of the rule's rejection probabilities (martingale z), and
+   the M -> infinity limit process of each reading (``real_models.batch_limit``); how slowly
+   the all-reject probability approaches its limit at the realised positions.
 4. ``over_accept``    Decoding-OPT vs Decoding-UNO at eps in {0.05, 0.1, 0.2, 0.4}: rejection
    rate, the exact per-token bias TV(step law, p) from the realised laws (teacher-forced),
    target log-likelihood per token, and the realised (rejection, bias) points beside the exact
@@ -84,12 +86,12 @@ def laws_along(target, draft, prompt_ids, tokens, warp=None, contrast=None):
     return p.double().cpu().numpy(), q.double().cpu().numpy(), logp.cpu().numpy()
 
 
-def _write(out, name, size, inputs, rows, plot):
+def _write(out, name, size, inputs, rows, plot, extra=None):
     from scdsim.io import atomic_open, write_json_atomic
 
     out = Path(out)
     data = {"study": name, "size": size, "inputs": inputs, "environment": environment(),
-            "rows": rows}
+            "rows": rows, **(extra or {})}
     write_json_atomic(out / f"{name}.json", data)
     import matplotlib
 
@@ -237,52 +239,107 @@ def entropy_study(target, ids, draft_spec, *, contrast=None, gamma=4, max_new_to
 
 
 def multidraft_study(target, ids, draft_spec, *, Ms=(1, 2, 3, 4), gamma=3, max_new_tokens=32,
-                     warp=None, seed=0, out=".", size="custom"):
-    """Row fields: ``M, batch, rule, mean_rejections, sem_rejections, expected_rejections
-    (mean over prompts of the sum of the rule's r_t), z, tokens_per_call``."""
+                     warp=None, seed=0, convergence_Ms=(1, 2, 4, 16, 64, 256), out=".",
+                     size="custom"):
+    """Row fields: ``M (None for the limit), limit (bool), batch, rule, mean_rejections,
+    sem_rejections, expected_rejections (mean over prompts of the sum of the rule's r_t), z,
+    tokens_per_call``. After the engine runs at each M, one row per reading holds the
+    M -> infinity limit process (``real_models.batch_limit``: the first position of a block,
+    or every position in the tree reading, emits ``x ~ p`` and is rejected iff ``q(x) = 0``),
+    scored the same way. ``convergence`` (top level): how slowly R_M reaches its limit at the
+    realised first positions of the M = 1 run: mean over those positions of the recursive
+    rule's all-reject probability for each of ``convergence_Ms`` and of the limit
+    ``p(q = 0)``."""
+    from real_models.batch_limit import limit_records
     from real_models.drafters import make_draft
     from scdsim import rules
+    from scdsim.rules import rejection_prob
 
     draft = make_draft(target, draft_spec)
-    rows = []
+    warp = dict(warp or {})
+
+    def row_of(records, M, batch, rule_name, t):
+        S = [prompt_summary(r, gamma) for r in records]
+        rej = np.array([s["rejections"] for s in S], dtype=float)
+        exp = np.array([s["expected_rejections"] for s in S])
+        V = sum(s["var_rejections"] for s in S)
+        return {"M": M, "limit": M is None, "batch": batch, "rule": rule_name,
+                "mean_rejections": float(rej.mean()), "sem_rejections": _sem(rej),
+                "expected_rejections": float(exp.mean()),
+                "z": float((rej.sum() - exp.sum()) / math.sqrt(V)) if V > 0 else None,
+                "tokens_per_call": float(sum(s["tokens"] for s in S)
+                                         / sum(s["target_calls"] for s in S)),
+                "time_s": t}
+
+    rows, first_run = [], None
     for batch in ("first", "tree"):
         for M in Ms:
             rule = rules.recursive(M)
             res, t = _gen(target, ids, seed=seed, draft=draft, rule=rule, gamma=gamma, M=M,
-                          batch=batch, max_new_tokens=max_new_tokens, **dict(warp or {}))
-            S = [prompt_summary(r, gamma) for r in res.records]
-            rej = np.array([s["rejections"] for s in S], dtype=float)
-            exp = np.array([s["expected_rejections"] for s in S])
-            V = sum(s["var_rejections"] for s in S)
-            rows.append({"M": int(M), "batch": batch, "rule": rule.name,
-                         "mean_rejections": float(rej.mean()), "sem_rejections": _sem(rej),
-                         "expected_rejections": float(exp.mean()),
-                         "z": float((rej.sum() - exp.sum()) / math.sqrt(V)) if V > 0 else None,
-                         "tokens_per_call": float(sum(s["tokens"] for s in S)
-                                                  / sum(s["target_calls"] for s in S)),
-                         "time_s": t})
+                          batch=batch, max_new_tokens=max_new_tokens, **warp)
+            if M == 1 and first_run is None:
+                first_run = res
+            rows.append(row_of(res.records, int(M), batch, rule.name, t))
+        t0 = time.perf_counter()
+        lim = limit_records(target, draft, ids, gamma, max_new_tokens, reading=batch,
+                            warp=warp, seed=seed)
+        rows.append(row_of(lim, None, batch, "recursive(M -> inf)", time.perf_counter() - t0))
+
+    convergence = None
+    if first_run is not None and convergence_Ms:
+        Rm = {int(m): [] for m in convergence_Ms}
+        lim0 = []
+        for i, recs in enumerate(first_run.records):
+            p, q, _ = laws_along(target, draft, ids[i], first_run.tokens[i], warp=warp)
+            for j, rec in enumerate(recs):
+                if rec["kind"] in ("accepted", "recovered") and rec["pos_in_block"] == 0:
+                    for m in Rm:
+                        Rm[m].append(float(rejection_prob(rules.recursive(m), p[j], q[j])))
+                    lim0.append(float(p[j][q[j] <= 0].sum()))
+        convergence = {"positions": len(lim0),
+                       "M": [int(m) for m in convergence_Ms],
+                       "mean_all_reject": [float(np.mean(Rm[m])) for m in Rm],
+                       "limit": float(np.mean(lim0)) if lim0 else None}
 
     def plot(data):
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(4.8, 3.2))
-        for batch, mk in (("first", "o"), ("tree", "s")):
-            r = [row for row in data["rows"] if row["batch"] == batch]
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+        xs = [row["M"] for row in data["rows"] if not row["limit"]]
+        xinf = max(xs) + 1.5
+        for batch, mk, col in (("first", "o", "C0"), ("tree", "s", "C1")):
+            r = [row for row in data["rows"] if row["batch"] == batch and not row["limit"]]
             ax.errorbar([row["M"] for row in r], [row["mean_rejections"] for row in r],
-                        yerr=[row["sem_rejections"] or 0 for row in r], fmt=mk,
+                        yerr=[row["sem_rejections"] or 0 for row in r], fmt=mk, color=col,
                         label=f"observed ({batch})", capsize=3)
             ax.plot([row["M"] for row in r], [row["expected_rejections"] for row in r], "--",
-                    label=f"predicted sum r_t ({batch})")
+                    color=col, label=f"predicted sum r_t ({batch})")
+            lim = [row for row in data["rows"] if row["batch"] == batch and row["limit"]]
+            for row in lim:
+                ax.errorbar([xinf], [row["mean_rejections"]], yerr=[row["sem_rejections"] or 0],
+                            fmt=mk, mfc="none", color=col, capsize=3)
+                ax.plot([xinf - 0.3, xinf + 0.3], [row["expected_rejections"]] * 2, "-",
+                        color=col)
+        ax.set_xticks(sorted(set(xs)) + [xinf], [str(m) for m in sorted(set(xs))] + ["inf"])
         ax.set_xlabel("drafts per position M (recursive rejection)")
         ax.set_ylabel("recovered tokens per sequence")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
+        cv = data.get("convergence")
+        if cv:
+            ax2.semilogx(cv["M"], cv["mean_all_reject"], "o-", label="mean R_M at block starts")
+            if cv["limit"] is not None:
+                ax2.axhline(cv["limit"], color="k", ls=":", label="M -> inf limit p(q = 0)")
+            ax2.set_xlabel("M")
+            ax2.set_ylabel("all-M-rejected probability")
+            ax2.set_title(f"{cv['positions']} realised first positions", fontsize=8)
+            ax2.legend(fontsize=6)
         fig.tight_layout()
         return fig
 
     inputs = {"target": target.name, "draft": draft_spec, "Ms": list(Ms), "gamma": gamma,
-              "max_new_tokens": max_new_tokens, "warp": dict(warp or {}), "seed": seed,
-              "prompts": len(ids)}
-    return _write(out, "multidraft", size, inputs, rows, plot)
+              "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed,
+              "prompts": len(ids), "convergence_Ms": list(convergence_Ms)}
+    return _write(out, "multidraft", size, inputs, rows, plot, extra={"convergence": convergence})
 
 
 # --------------------------------------------------------------------------------------------

@@ -655,14 +655,14 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         chunk = todo[c0:c0 + batch_size]
         # one engine call per chunk; a row's tokens depend on its own stream only, so the
         # records do not depend on how prompts were grouped (a resume may regroup them)
-        def run_sd():
+        def run_sd(chunk=chunk):
             t0 = time.perf_counter()
             r = generate(target, [ids[i] for i in chunk], draft=draft, rule=rule, gamma=gamma,
                          M=M, batch=batch, contrast=contrast,
                          rng=[torch.Generator().manual_seed(seed + i) for i in chunk], **common)
             return r, time.perf_counter() - t0
 
-        def run_ar():
+        def run_ar(chunk=chunk):
             t0 = time.perf_counter()
             r = generate(target, [ids[i] for i in chunk],
                          rng=[torch.Generator().manual_seed(seed + i) for i in chunk],

@@ -510,6 +510,14 @@ def test_every_study_runs_at_smoke_size_and_writes_json_and_png(name, smoke_dir)
         assert m1[0]["mean_rejections"] == m1[1]["mean_rejections"]
         np.testing.assert_allclose(m1[0]["expected_rejections"], m1[1]["expected_rejections"],
                                    rtol=1e-12)
+        lim = [r for r in rows if r["limit"]]
+        assert [r["batch"] for r in lim] == ["first", "tree"] and all(r["M"] is None for r in lim)
+        # a softmax draft has full support: no limit step rejects, so the tree limit has 0
+        assert lim[1]["mean_rejections"] == 0 and lim[1]["expected_rejections"] == 0
+        cv = data["convergence"]
+        assert cv["positions"] > 0 and cv["limit"] == 0.0
+        R = cv["mean_all_reject"]
+        assert all(a >= b - 1e-12 for a, b in zip(R, R[1:]))  # more drafts never hurt
     if name == "draft_gallery":
         for r in rows:
             np.testing.assert_allclose(r["speedup_leviathan"],
