@@ -11,8 +11,8 @@
 Each prompt is a dict ``{"id", "text", "kind"}`` (HumanEval prompts also carry ``"problem"``).
 
 ``humaneval_passed(problem, completion, timeout)`` runs the problem's tests against a
-completion in a separate Python process (isolated mode, a temporary working directory, a time
-limit); ``truncate_code`` cuts a completion at HumanEval's usual stop sequences.
+completion in a separate Python process (isolated mode, a temporary working directory, an empty
+environment, a time limit, no network); ``truncate_code`` cuts a completion at HumanEval's usual stop sequences.
 """
 
 from __future__ import annotations
@@ -108,19 +108,55 @@ def truncate_code(completion):
     return completion[:cut]
 
 
+_NO_NET = """\
+import socket as _socket
+
+
+def _no_network(*args, **kwargs):
+    raise OSError("network access is disabled while checking generated code")
+
+
+for _name in ("socket", "create_connection", "socketpair", "getaddrinfo", "fromfd"):
+    setattr(_socket, _name, _no_network)
+del _socket, _name
+"""
+_UNSHARE = None
+
+
+def _unshare_prefix():
+    """``["unshare", "-rn"]`` when this machine lets a process drop into a network namespace
+    with no interfaces (probed once), else ``[]`` (the in-process guard still applies)."""
+    global _UNSHARE
+    if _UNSHARE is None:
+        import shutil
+
+        _UNSHARE = []
+        exe = shutil.which("unshare")
+        if exe:
+            try:
+                ok = subprocess.run([exe, "-rn", sys.executable, "-c", "pass"],
+                                    capture_output=True, timeout=10).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+            if ok:
+                _UNSHARE = [exe, "-rn"]
+    return list(_UNSHARE)
+
+
 def humaneval_passed(problem, completion, timeout=5.0):
     """Whether ``problem["prompt"] + completion`` passes the problem's tests.
 
     The program runs in a fresh ``python -I`` process, in a temporary directory, with an empty
-    environment apart from PATH, killed after ``timeout`` seconds (a timeout is a failure).
+    environment, killed after ``timeout`` seconds (a timeout is a failure), and without network:
+    in a network namespace with no interfaces where the machine allows it (``unshare -rn``), and
+    always with Python's socket constructors replaced by a function that raises.
     """
-    program = (problem["prompt"] + completion + "\n\n" + problem["test"] + "\n"
+    program = (_NO_NET + problem["prompt"] + completion + "\n\n" + problem["test"] + "\n"
                + f"check({problem['entry_point']})\n")
     with tempfile.TemporaryDirectory() as d:
         try:
-            res = subprocess.run([sys.executable, "-I", "-c", program], cwd=d,
-                                 env={"PATH": os.environ.get("PATH", "")},
-                                 capture_output=True, timeout=timeout)
+            res = subprocess.run([*_unshare_prefix(), sys.executable, "-I", "-c", program], cwd=d,
+                                 env={}, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return False
     return res.returncode == 0

@@ -3,8 +3,9 @@
 Every study takes a target LM, prompts (token-id lists) and a size; ``run_study(name, size,
 out)`` builds the pair and prompts of a size: ``"smoke"`` (tiny random Llamas, seconds; run by
 CI) or ``"full"`` (the embedded smollm2-135m, 4 built-in and 2 HumanEval prompts, 16 new
-tokens: the size this 2-core machine finishes; raise ``max_new_tokens`` and the prompt list in
-``_setup`` on a bigger one).
+tokens; the SCD study adds 20 HumanEval problems at 160 new tokens for pass@1: the size this
+2-core machine finishes; raise ``max_new_tokens`` and the prompt lists in ``_setup`` on a bigger
+one).
 
 1. ``draft_gallery``  per draft (early-exit, lens, quant at several bits, n-gram): acceptance
    ``alpha = 1 - E[r]`` with its interval, cost ratio c (measured profile), tokens per call,
@@ -21,9 +22,10 @@ tokens: the size this 2-core machine finishes; raise ``max_new_tokens`` and the 
    target log-likelihood per token, and the realised (rejection, bias) points beside the exact
    Pareto front P(reject) + TV = TV(p, q) of the same positions (Yin et al. Thm 5).
 5. ``scd``            SCD vs SD (contrast 0) vs CD vs target alone, and a sensitivity grid over
-   plausibility, contrast and amateur temperature: acceptance, tokens per call, tokens/s, and
-   quality proxies: perplexity of the output under the target, distinct-2, and (code prompts
-   with HumanEval tests) pass@1 in a subprocess with a timeout.
+   plausibility, contrast and amateur temperature (one axis at a time around a center):
+   acceptance, tokens per call, tokens/s, and quality proxies: perplexity of the output under
+   the target, distinct-2, and HumanEval pass@1 on long generations (each completion run in a
+   subprocess with a timeout and no network).
 
 JSON fields (for figures): every file holds ``{"study", "size", "inputs", "environment",
 "rows": [...]}``; the row fields are named in each function's docstring.
@@ -40,7 +42,7 @@ import numpy as np
 from real_models.validate import environment, prompt_summary, score
 
 __all__ = ["STUDIES", "run_study", "draft_gallery", "entropy_study", "multidraft_study",
-           "over_accept_study", "scd_study", "laws_along"]
+           "over_accept_study", "scd_study", "laws_along", "one_at_a_time_grid"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,43 +417,40 @@ def over_accept_study(target, ids, draft_spec, *, eps=(0.05, 0.1, 0.2, 0.4), gam
 # 5. SCD vs SD vs CD vs target alone
 
 
-def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32, warp=None,
-              seed=0, problems=None, heldout_ids=None, out=".", size="custom"):
-    """Row fields: ``method (target|SD|CD|SCD), plausibility, contrast, amateur_temperature,
-    alpha, tokens_per_call, tokens_per_s, perplexity (of the output under the target),
-    distinct_2, pass_at_1 (HumanEval prompts only, else None), heldout_perplexity`` (the
-    target's own perplexity on held-out text, the same for every row: a reference)."""
+def one_at_a_time_grid(center, axes):
+    """The center and, for each axis, the center with that axis moved to each of its values.
+
+    ``center`` is a dict of settings, ``axes`` maps a setting to the values to try; points equal
+    to the center are not repeated. A sensitivity design that costs ``1 + sum(len - 1)`` runs
+    instead of the full product.
+    """
+    pts = [dict(center)]
+    for key, values in axes.items():
+        for v in values:
+            pt = {**center, key: v}
+            if pt not in pts:
+                pts.append(pt)
+    return pts
+
+
+def _scd_runs(target, draft, ids, grid, gamma, kw, seed, problems, n_boot=200):
+    """Rows of target / SD / (CD, SCD) per grid point on ``ids`` (see :func:`scd_study`)."""
     import torch
 
-    from real_models.drafters import make_draft
     from real_models.prompts import distinct_n, humaneval_passed, truncate_code
     from scdsim import rules
 
-    draft = make_draft(target, draft_spec)
-    warp = dict(warp or {})
-    grid = grid or [{"plausibility": 0.1, "contrast": 0.5, "amateur_temperature": 1.0}]
     runs = [("target", None, False), ("SD", None, True)]
     for cd in grid:
         runs += [("CD", cd, False), ("SCD", cd, True)]
-    held = None
-    if heldout_ids:
-        nll, n = 0.0, 0
-        for h in heldout_ids:
-            x = torch.tensor([h], dtype=torch.long, device=target.device)
-            with torch.no_grad():
-                lg = target.model(input_ids=x, use_cache=False).logits[0, :-1].double()
-            nll -= float(torch.log_softmax(lg, -1)[torch.arange(len(h) - 1),
-                                                    x[0, 1:]].sum())
-            n += len(h) - 1
-        held = math.exp(nll / n)
     rows = []
     for method, cd, spec in runs:
-        kw = dict(max_new_tokens=max_new_tokens, **warp)
+        k = dict(kw)
         if spec:
-            kw.update(draft=draft, rule=rules.lossless, gamma=gamma, contrast=cd)
+            k.update(draft=draft, rule=rules.lossless, gamma=gamma, contrast=cd)
         elif cd is not None:
-            kw.update(amateur=draft, contrast=cd)
-        res, t = _gen(target, ids, seed=seed, **kw)
+            k.update(amateur=draft, contrast=cd)
+        res, t = _gen(target, ids, seed=seed, **k)
         ntok = sum(len(x) for x in res.tokens)
         lls = []
         for i, toks in enumerate(res.tokens):
@@ -465,38 +464,99 @@ def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32,
         row = {"method": method, **(cd or {"plausibility": None, "contrast": None,
                                            "amateur_temperature": None}),
                "tokens_per_s": ntok / t, "perplexity": float(np.exp(-ll.mean())),
-               "distinct_2": distinct_n(res.tokens, 2), "heldout_perplexity": held,
-               "alpha": None, "tokens_per_call": None, "pass_at_1": None}
+               "distinct_2": distinct_n(res.tokens, 2), "alpha": None,
+               "tokens_per_call": None, "pass_at_1": None, "n_problems": None}
         if spec:
-            sc = _scored(res, gamma, n_boot=200, seed=seed)
-            row.update(alpha=sc["alpha"]["value"],
+            sc = _scored(res, gamma, n_boot=n_boot, seed=seed)
+            row.update(alpha=sc["alpha"]["value"], alpha_ci=sc["alpha"]["ci"],
                        tokens_per_call=sc["tokens_per_call"]["observed"])
         if problems is not None and res.text is not None:
             ok = [humaneval_passed(pr, truncate_code(txt)) for pr, txt in zip(problems, res.text)
                   if pr is not None]
-            row["pass_at_1"] = float(np.mean(ok)) if ok else None
+            if ok:
+                row.update(pass_at_1=float(np.mean(ok)), n_problems=len(ok),
+                           n_passed=int(np.sum(ok)))
         rows.append(row)
+    return rows
+
+
+def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32, warp=None,
+              seed=0, problems=None, heldout_ids=None, humaneval=None, out=".", size="custom"):
+    """SCD vs SD (contrast 0) vs CD vs the target alone, over a grid of contrast settings.
+
+    Row fields: ``method (target|SD|CD|SCD), plausibility, contrast, amateur_temperature,
+    alpha, alpha_ci, tokens_per_call, tokens_per_s, perplexity (of the output under the
+    target), distinct_2, pass_at_1 / n_problems / n_passed (prompts with HumanEval tests only,
+    else None)``; top level ``heldout_perplexity`` (the target's own perplexity on held-out
+    text: a reference). ``grid`` is a list of settings dicts (:func:`one_at_a_time_grid` makes
+    a sensitivity design).
+
+    ``humaneval`` (optional): ``{"problems": [...], "ids": [...], "max_new_tokens": int,
+    "temperature": float, "contrast": dict}``: long generations on HumanEval prompts by the
+    target, SD, CD and SCD at one contrast setting, scored pass@1 (each completion run against
+    the problem's tests in a subprocess with a timeout and no network); stored as
+    ``humaneval_rows`` (fields as above).
+    """
+    import torch
+
+    from real_models.drafters import make_draft
+
+    draft = make_draft(target, draft_spec)
+    warp = dict(warp or {})
+    grid = grid or [{"plausibility": 0.1, "contrast": 0.5, "amateur_temperature": 1.0}]
+    held = None
+    if heldout_ids:
+        nll, n = 0.0, 0
+        for h in heldout_ids:
+            x = torch.tensor([h], dtype=torch.long, device=target.device)
+            with torch.no_grad():
+                lg = target.model(input_ids=x, use_cache=False).logits[0, :-1].double()
+            nll -= float(torch.log_softmax(lg, -1)[torch.arange(len(h) - 1),
+                                                    x[0, 1:]].sum())
+            n += len(h) - 1
+        held = math.exp(nll / n)
+    rows = _scd_runs(target, draft, ids, grid, gamma, dict(max_new_tokens=max_new_tokens, **warp),
+                     seed, problems)
+    for r in rows:
+        r["heldout_perplexity"] = held
+    he_rows, he_inputs = None, None
+    if humaneval:
+        hw = {**warp, "temperature": humaneval.get("temperature", warp.get("temperature", 1.0))}
+        he_inputs = {k: humaneval[k] for k in ("max_new_tokens", "contrast") if k in humaneval}
+        he_inputs.update(temperature=hw["temperature"], problems=len(humaneval["problems"]))
+        he_rows = _scd_runs(target, draft, humaneval["ids"], [humaneval["contrast"]], gamma,
+                            dict(max_new_tokens=humaneval["max_new_tokens"], **hw), seed,
+                            humaneval["problems"])
 
     def plot(data):
         import matplotlib.pyplot as plt
 
         r = data["rows"]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
-        labels = [f"{row['method']}" + (f"\nc={row['contrast']}" if row["contrast"] is not None
-                                        else "") for row in r]
+        he = data.get("humaneval_rows")
+        fig, axes = plt.subplots(1, 3 if he else 2, figsize=(12 if he else 9, 3.4))
+        labels = [row["method"] + ("" if row["contrast"] is None else
+                                   f"\nP{row['plausibility']:g} C{row['contrast']:g} "
+                                   f"T{row['amateur_temperature']:g}") for row in r]
         x = np.arange(len(r))
-        a1.bar(x, [row["tokens_per_s"] for row in r])
-        a1.set_xticks(x, labels, fontsize=6)
-        a1.set_ylabel("tokens / s")
-        a2.bar(x, [row["perplexity"] for row in r], color="C1")
-        a2.set_xticks(x, labels, fontsize=6)
-        a2.set_ylabel("perplexity of output under target")
+        axes[0].bar(x, [row["tokens_per_s"] for row in r])
+        axes[0].set_xticks(x, labels, fontsize=5, rotation=90)
+        axes[0].set_ylabel("tokens / s")
+        axes[1].bar(x, [row["perplexity"] for row in r], color="C1")
+        axes[1].set_xticks(x, labels, fontsize=5, rotation=90)
+        axes[1].set_ylabel("perplexity of output under target")
+        if he:
+            xh = np.arange(len(he))
+            axes[2].bar(xh, [row["pass_at_1"] or 0 for row in he], color="C2")
+            axes[2].set_xticks(xh, [row["method"] for row in he], fontsize=7)
+            axes[2].set_ylabel(f"HumanEval pass@1 ({he[0]['n_problems']} problems)")
         fig.tight_layout()
         return fig
 
     inputs = {"target": target.name, "amateur": draft_spec, "grid": grid, "gamma": gamma,
-              "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids)}
-    return _write(out, "scd", size, inputs, rows, plot)
+              "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids),
+              "humaneval": he_inputs}
+    return _write(out, "scd", size, inputs, rows, plot,
+                  extra={"heldout_perplexity": held, "humaneval_rows": he_rows})
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +576,11 @@ def _setup(size):
         return target, ids, None, dict(drafts=["early-exit:2", "ngram:2"], draft="early-exit:2",
                                        max_new_tokens=6, gamma=2, Ms=(1, 2), eps=(0.1, 0.4),
                                        grid=[{"plausibility": 0.1, "contrast": 0.5,
-                                              "amateur_temperature": 1.0}])
+                                              "amateur_temperature": 1.0}],
+                                       humaneval={"problems": [None, None], "ids": ids[:2],
+                                                  "max_new_tokens": 8, "temperature": 0.5,
+                                                  "contrast": {"plausibility": 0.1,
+                                                               "contrast": 0.5}})
     if size == "full":
         from real_models import load
         from real_models.prompts import BUILTIN, load_prompts
@@ -527,12 +591,18 @@ def _setup(size):
         ps += load_prompts("humaneval:2")
         ids = [list(target.tokenizer(p["text"])["input_ids"]) for p in ps]
         problems = [p.get("problem") for p in ps]
+        center = {"plausibility": 0.1, "contrast": 0.5, "amateur_temperature": 1.0}
+        he = load_prompts("humaneval:20")
         return target, ids, problems, dict(
-            drafts=["early-exit:8", "early-exit:24", "quant:4", "ngram:3"],
+            drafts=["early-exit:8", "lens:8", "early-exit:24", "quant:3", "quant:4", "ngram:3"],
             draft="early-exit:24", max_new_tokens=16, gamma=3, Ms=(1, 2, 3, 4),
             eps=(0.05, 0.1, 0.2, 0.4),
-            grid=[{"plausibility": 0.1, "contrast": c, "amateur_temperature": 1.0}
-                  for c in (0.25, 0.5, 1.0)])
+            grid=one_at_a_time_grid(center, {"plausibility": (0.02, 0.3),
+                                             "contrast": (0.25, 1.0),
+                                             "amateur_temperature": (0.5, 1.5)}),
+            humaneval={"problems": [p["problem"] for p in he],
+                       "ids": [list(target.tokenizer(p["text"])["input_ids"]) for p in he],
+                       "max_new_tokens": 160, "temperature": 0.2, "contrast": center})
     raise ValueError(f"size must be 'smoke' or 'full', got {size!r}")
 
 
@@ -559,7 +629,8 @@ def run_study(name, size="smoke", out=".", seed=0):
 
         held = [list(target.tokenizer(t + " and then")["input_ids"]) for _, _, t in BUILTIN[:4]]
     return scd_study(target, ids, cfg["draft"], grid=cfg["grid"], gamma=cfg["gamma"],
-                     problems=problems, heldout_ids=held, **common)
+                     problems=problems, heldout_ids=held, humaneval=cfg.get("humaneval"),
+                     **common)
 
 
 def main(argv=None):

