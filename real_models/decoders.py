@@ -171,7 +171,7 @@ class _Runner:
         ids, mask, pos = self._padded(rows)
         try:
             self.cache = DynamicCache(config=self.lm.model.config)
-        except TypeError:
+        except (TypeError, AttributeError):  # no config, or not a transformers config
             self.cache = DynamicCache()
         self.mask = mask
         self.next_pos = pos[:, -1] + 1

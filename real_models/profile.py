@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-__all__ = ["cost_profile"]
+__all__ = ["cost_profile", "engine_overhead", "predict_walltime", "null_pair"]
 
 
 def _forward_timer(lm, context_len, seed, batch=1):
@@ -65,6 +65,29 @@ def _forward_timer(lm, context_len, seed, batch=1):
                 model(input_ids=ctx, use_cache=True, **{kw: cache})
         return dt
     return run
+
+
+def _prefill_time(lm, context_len, batch, repeats, seed):
+    """Median seconds of one forward on the whole context (``batch`` rows) into an empty cache."""
+    import torch
+    from transformers import DynamicCache
+
+    from real_models.engine import _cache_kwarg
+
+    kw = _cache_kwarg(lm.model)
+    g = torch.Generator().manual_seed(seed)
+    ctx = torch.randint(0, int(lm.vocab_size), (batch, context_len), generator=g).to(lm.device)
+    out = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            if lm.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            lm.model(input_ids=ctx, use_cache=True, **{kw: DynamicCache()})
+            if lm.device.type == "cuda":
+                torch.cuda.synchronize()
+            out.append(time.perf_counter() - t0)
+    return float(np.median(out[1:]))  # the first is a warm-up
 
 
 def _profile_one(target, draft, gamma, context_len, repeats, seed, batch):
@@ -113,7 +136,8 @@ def cost_profile(target, draft, gamma=4, context_len=64, repeats=7, seed=0, batc
     dict: ``target_s`` (gamma+1 medians), ``target_min_s``, ``target_max_s``, ``draft_s``,
     ``draft_min_s``, ``draft_max_s``, ``c``, ``verify_cost_ratio`` (t(gamma+1)/t(1)),
     ``context_len`` (the list of lengths, or the one length), ``batch``, ``repeats``,
-    ``draft_kind``, ``by_context`` (``[{context_len, target_s, draft_s}]``).
+    ``draft_kind``, ``by_context`` (``[{context_len, target_s, draft_s}]``), ``prefill_s`` /
+    ``draft_prefill_s`` (one forward on the first context length from an empty cache).
     """
     lens = [context_len] if isinstance(context_len, (int, np.integer)) and not isinstance(
         context_len, bool) else list(context_len) if isinstance(context_len, (list, tuple)) \
@@ -127,6 +151,9 @@ def cost_profile(target, draft, gamma=4, context_len=64, repeats=7, seed=0, batc
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
     lens = [int(c) for c in lens]
+    prefill = _prefill_time(target, lens[0], batch, repeats, seed)
+    d_prefill = (_prefill_time(draft, lens[0], batch, repeats, seed + 1)
+                 if hasattr(draft, "model") else 0.0)
     Ts, Ds, by = [], [], []
     for i, L in enumerate(lens):
         T, D, kind = _profile_one(target, draft, gamma, L, repeats, seed + 2 * i, batch)
@@ -142,4 +169,129 @@ def cost_profile(target, draft, gamma=4, context_len=64, repeats=7, seed=0, batc
             "draft_min_s": float(Dall.min()), "draft_max_s": float(Dall.max()),
             "c": float(dmed / med[0]), "verify_cost_ratio": float(med[gamma] / med[0]),
             "context_len": lens[0] if len(lens) == 1 else lens, "batch": int(batch),
-            "repeats": repeats, "draft_kind": kind, "by_context": by}
+            "repeats": repeats, "draft_kind": kind, "by_context": by,
+            "prefill_s": prefill, "draft_prefill_s": d_prefill}
+
+
+# --------------------------------------------------------------------------------------------
+# the engine's own work, and the walltime of a batched run
+
+
+def null_pair(vocab_size, seed=0, mix=0.3):
+    """``(target, draft)`` LMs whose forwards cost almost nothing: fixed unigram laws over
+    ``vocab_size`` tokens (a one-state ``MarkovLM`` wrapped by ``real_models.tiny.markov_lm``);
+    the draft is ``(1 - mix) p + mix u`` for another random law u, so TV(p, q) is at most
+    ``mix`` and blocks have several drafts to verify."""
+    from real_models.tiny import markov_lm
+    from scdsim.chains import MarkovLM
+
+    rng = np.random.default_rng(seed)
+    V = int(vocab_size)
+    p = rng.dirichlet(np.full(V, 0.05)) + 1e-12
+    p /= p.sum()
+    u = rng.dirichlet(np.full(V, 0.05)) + 1e-12
+    q = (1 - mix) * p + mix * u / u.sum()
+    zeros = np.zeros(V, dtype=np.int64)
+    return (markov_lm(MarkovLM(p[None], start=0, state_of=zeros), "null:target"),
+            markov_lm(MarkovLM(q[None], start=0, state_of=zeros), "null:draft"))
+
+
+def engine_overhead(vocab_size, *, rule, gamma, batch, max_new_tokens, M=1, mode="first",
+                    warp=None, contrast=None, ngram=None, repeats=3, seed=0):
+    """Seconds of the engine's own work per target call of SD and per step of autoregressive
+    decoding: laws and sampling in float64 over the vocabulary, the rule's acceptances,
+    residuals and rejection probabilities, records, cache bookkeeping.
+
+    Measured by running ``real_models.generate`` itself on :func:`null_pair` models of the same
+    vocabulary (their forwards are a table lookup), with the run's rule, gamma, M, reading,
+    warp, contrast and rows; ``ngram`` (an ``NGramDraft``) replaces the null draft. The median
+    over ``repeats`` runs (after a warm-up) divided by the lockstep iterations (target calls of
+    the slowest row; ``max_new_tokens`` steps for autoregressive decoding).
+
+    Returns
+    -------
+    dict: ``sd_per_call_s``, ``ar_per_step_s``, ``sd_calls`` (iterations of the timed run),
+    ``vocab_size``, ``batch``, ``repeats``.
+    """
+    import torch
+
+    from real_models import generate
+
+    target, draft = null_pair(vocab_size, seed)
+    if ngram is not None:
+        draft = ngram
+    prompts = [[int(i) % int(vocab_size), (7 * i + 1) % int(vocab_size)] for i in range(batch)]
+    warp = dict(warp or {})
+    common = dict(max_new_tokens=int(max_new_tokens), eos_token_id=None, **warp)
+
+    def sd():
+        rng = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
+        t0 = time.perf_counter()
+        res = generate(target, prompts, draft=draft, rule=rule, gamma=gamma, M=M, batch=mode,
+                       contrast=contrast, rng=rng, **common)
+        return time.perf_counter() - t0, max(r[-1]["target_calls"] for r in res.records)
+
+    def ar():
+        rng = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
+        t0 = time.perf_counter()
+        generate(target, prompts, rng=rng, amateur=draft if contrast else None,
+                 contrast=contrast, **common)
+        return time.perf_counter() - t0
+
+    sd(), ar()  # warm-up
+    S = [sd() for _ in range(repeats)]
+    A = [ar() for _ in range(repeats)]
+    calls = S[0][1]
+    return {"sd_per_call_s": float(np.median([t for t, _ in S])) / calls,
+            "ar_per_step_s": float(np.median(A)) / int(max_new_tokens),
+            "sd_calls": int(calls), "vocab_size": int(vocab_size), "batch": int(batch),
+            "repeats": int(repeats)}
+
+
+def predict_walltime(profile, block_pmf, n_tokens, chunk_sizes, gamma, *, overhead=None,
+                     contrast=False):
+    """Predicted walltime of SD and of autoregressive decoding of the same batched run.
+
+    Each chunk of ``B`` prompts is decoded in lockstep until its slowest row has ``n_tokens``:
+    ``E[max C]`` target calls (``scdsim.cost.expected_max_calls`` on ``block_pmf``, the law of
+    tokens per call). With ``t_k`` the profile's target forward on k new tokens, ``d`` a draft
+    step, ``t_pre`` / ``d_pre`` the prefills and ``o_sd`` / ``o_ar`` the engine's own work
+    (:func:`engine_overhead`), all at the profile's rows,
+
+    ``SD = t_pre + d_pre + (gamma - 1 + a) d + (E[max C] - 1) (t_{gamma+1} + (gamma + a) d)
+    + E[max C] o_sd``  (the first call verifies together with the prompt's prefill);
+    ``AR = t_pre + a d_pre + (n_tokens - 1) (t_1 + a d) + n_tokens o_ar``,
+
+    where ``a = 1`` with a contrast (the amateur also gives the law at the bonus position, and
+    contrastive decoding runs it at every step), else 0. Every call is charged at the full
+    batch's cost (rows that finish early leave, so late calls cost a little less).
+
+    Returns
+    -------
+    dict: ``sd_s``, ``ar_s`` (totals over chunks), ``speedup`` (AR / SD for the same tokens),
+    ``expected_calls`` (per chunk), ``per_call_s``, ``per_step_s``.
+    """
+    from scdsim.cost import expected_max_calls
+
+    t = np.asarray(profile["target_s"], dtype=np.float64)
+    d = float(profile["draft_s"])
+    g = int(gamma)
+    tg = t[min(g, t.shape[0] - 1)]
+    a = 1 if contrast else 0
+    t_ar = float(profile.get("ar_target_s", t[0]))
+    d_ar = float(profile.get("ar_draft_s", d))
+    pre, dpre = float(profile.get("prefill_s", 0.0)), float(profile.get("draft_prefill_s", 0.0))
+    o_sd = float(overhead["sd_per_call_s"]) if overhead else 0.0
+    o_ar = float(overhead["ar_per_step_s"]) if overhead else 0.0
+    N = int(n_tokens)
+    per_call = tg + (g + a) * d
+    per_step = t_ar + a * d_ar
+    sd_s = ar_s = 0.0
+    calls = []
+    for B in chunk_sizes:
+        EC = expected_max_calls(block_pmf, N, int(B))
+        calls.append(EC)
+        sd_s += pre + dpre + (g - 1 + a) * d + (EC - 1) * per_call + EC * o_sd
+        ar_s += pre + a * dpre + (N - 1) * per_step + N * o_ar
+    return {"sd_s": sd_s, "ar_s": ar_s, "speedup": ar_s / sd_s, "expected_calls": calls,
+            "per_call_s": per_call + o_sd, "per_step_s": per_step + o_ar}

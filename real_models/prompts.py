@@ -18,7 +18,6 @@ environment, a time limit, no network); ``truncate_code`` cuts a completion at H
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

@@ -34,6 +34,7 @@ JSON fields (for figures): every file holds ``{"study", "size", "inputs", "envir
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -42,7 +43,8 @@ import numpy as np
 from real_models.validate import environment, prompt_summary, score
 
 __all__ = ["STUDIES", "run_study", "draft_gallery", "entropy_study", "multidraft_study",
-           "over_accept_study", "scd_study", "laws_along", "one_at_a_time_grid"]
+           "over_accept_study", "scd_study", "laws_along", "one_at_a_time_grid", "redraw",
+           "PLOTS"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,14 +119,16 @@ def _sem(x):
 
 
 def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, seed=0,
-                  profile_repeats=3, out=".", size="custom"):
+                  profile_repeats=3, timing_repeats=1, out=".", size="custom"):
     """Row fields: ``draft, alpha, alpha_ci, c, verify_cost_ratio, tokens_per_call,
-    tokens_per_call_ci,
-    speedup_leviathan, speedup_profile, speedup_measured, optimal_gamma, optimal_speedup,
-    z_rejections, ar_time_s, sd_time_s, profile`` (one batch of all prompts; the
-    autoregressive baseline is timed next to each draft's run)."""
+    tokens_per_call_ci, speedup_leviathan, speedup_profile_forwards_only, speedup_profile (the
+    walltime model of ``real_models.profile.predict_walltime``: lockstep batch, prefills,
+    engine overhead), speedup_measured, optimal_gamma, optimal_speedup, z_rejections,
+    ar_time_s, sd_time_s (medians of ``timing_repeats`` alternated timings),
+    speedup_measured_per_repeat, profile`` (one batch of all prompts; the autoregressive
+    baseline is timed next to each draft's run)."""
     from real_models.drafters import make_draft
-    from real_models.profile import cost_profile
+    from real_models.profile import cost_profile, engine_overhead, predict_walltime
     from scdsim import cost, rules
 
     warp = dict(warp or {})
@@ -133,15 +137,24 @@ def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, 
         draft = make_draft(target, spec)
         # the baseline is timed right before each SD run: on a shared machine the load drifts,
         # and a baseline timed once at the start would be compared with runs at another load
-        ar, ar_t = _gen(target, ids, seed=seed, max_new_tokens=max_new_tokens, **warp)
+        ar_ts, sd_ts = [], []
+        for _ in range(int(timing_repeats)):  # alternated; same seeds, so the same tokens
+            ar, t_ar = _gen(target, ids, seed=seed, max_new_tokens=max_new_tokens, **warp)
+            res, t_sd = _gen(target, ids, seed=seed, draft=draft, rule=rules.lossless,
+                             gamma=gamma, max_new_tokens=max_new_tokens, **warp)
+            ar_ts.append(t_ar)
+            sd_ts.append(t_sd)
+        ar_t, sd_t = float(np.median(ar_ts)), float(np.median(sd_ts))
         n_ar = sum(len(t) for t in ar.tokens)
-        res, sd_t = _gen(target, ids, seed=seed, draft=draft, rule=rules.lossless, gamma=gamma,
-                         max_new_tokens=max_new_tokens, **warp)
         n_sd = sum(len(t) for t in res.tokens)
         # the batch the runs decode, at the start and the end of a generation
         L0 = max(len(x) for x in ids)
         prof = cost_profile(target, draft, gamma=gamma, context_len=[L0, L0 + max_new_tokens],
                             repeats=profile_repeats, batch=len(ids))
+        prof["overhead"] = engine_overhead(
+            target.vocab_size, rule=rules.lossless, gamma=gamma, batch=len(ids),
+            max_new_tokens=max_new_tokens, warp=warp, repeats=profile_repeats, seed=seed,
+            ngram=None if hasattr(draft, "model") else draft)
         sc = _scored(res, gamma, seed=seed)
         alpha, c = sc["alpha"]["value"], prof["c"]
         tpc = sc["predictions"]["positional"]["tokens_per_call"]
@@ -153,33 +166,22 @@ def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, 
             "tokens_per_call": sc["tokens_per_call"]["observed"],
             "tokens_per_call_ci": sc["tokens_per_call"]["ci"],
             "speedup_leviathan": float(cost.speedup(alpha, gamma, c)),
-            "speedup_profile": tpc * t[0] / (t[gamma] + gamma * prof["draft_s"]),
+            "speedup_profile_forwards_only": tpc * t[0] / (t[gamma] + gamma * prof["draft_s"]),
+            "speedup_profile": predict_walltime(
+                prof, sc["block_length_pmf"]["positional"], max_new_tokens, [len(ids)], gamma,
+                overhead=prof["overhead"])["speedup"],
             "speedup_measured": (ar_t / n_ar) / (sd_t / n_sd),
+            "speedup_measured_per_repeat": [(a / n_ar) / (b / n_sd)
+                                            for a, b in zip(ar_ts, sd_ts)],
             "optimal_gamma": int(og.gamma), "optimal_speedup": float(og.speedup),
             "z_rejections": sc["rejections"]["z_pooled"], "ar_time_s": ar_t, "sd_time_s": sd_t,
             "profile": prof})
 
-    def plot(data):
-        import matplotlib.pyplot as plt
-
-        r = data["rows"]
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        x = np.arange(len(r))
-        for k, (key, lab) in enumerate((("speedup_leviathan", "Leviathan Thm 3.8"),
-                                        ("speedup_profile", "cost profile"),
-                                        ("speedup_measured", "measured"))):
-            ax.bar(x + (k - 1) * 0.27, [row[key] for row in r], 0.27, label=lab)
-        ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks(x, [f"{row['draft']}\nalpha={row['alpha']:.2f}" for row in r], fontsize=7)
-        ax.set_ylabel("speedup over autoregressive")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        return fig
-
     inputs = {"target": target.name, "drafts": list(specs), "gamma": gamma,
               "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids),
-              "batch_size": len(ids)}
-    return _write(out, "draft_gallery", size, inputs, rows, plot)
+              "batch_size": len(ids), "timing_repeats": int(timing_repeats),
+              "profile_repeats": int(profile_repeats)}
+    return _write(out, "draft_gallery", size, inputs, rows, _plot_draft_gallery)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,25 +217,10 @@ def entropy_study(target, ids, draft_spec, *, contrast=None, gamma=4, max_new_to
                      "sem_rejected": sb, "n_rejected": int(b.size), "difference": diff,
                      "z": diff / se if diff is not None and se else None})
 
-    def plot(data):
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.5, 3))
-        r = data["rows"]
-        x = np.arange(len(r))
-        for k, key in enumerate(("accepted", "rejected")):
-            ax.bar(x + (k - 0.5) * 0.35, [row[f"entropy_{key}"] or 0 for row in r], 0.35,
-                   yerr=[row[f"sem_{key}"] or 0 for row in r], label=key, capsize=3)
-        ax.set_xticks(x, [row["method"] for row in r])
-        ax.set_ylabel("entropy of the target law (nats)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        return fig
-
     inputs = {"target": target.name, "draft": draft_spec, "contrast": contrast, "gamma": gamma,
               "max_new_tokens": max_new_tokens, "warp": dict(warp or {}), "seed": seed,
               "prompts": len(ids)}
-    return _write(out, "entropy", size, inputs, rows, plot)
+    return _write(out, "entropy", size, inputs, rows, _plot_entropy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,45 +290,10 @@ def multidraft_study(target, ids, draft_spec, *, Ms=(1, 2, 3, 4), gamma=3, max_n
                        "mean_all_reject": [float(np.mean(Rm[m])) for m in Rm],
                        "limit": float(np.mean(lim0)) if lim0 else None}
 
-    def plot(data):
-        import matplotlib.pyplot as plt
-
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-        xs = [row["M"] for row in data["rows"] if not row["limit"]]
-        xinf = max(xs) + 1.5
-        for batch, mk, col in (("first", "o", "C0"), ("tree", "s", "C1")):
-            r = [row for row in data["rows"] if row["batch"] == batch and not row["limit"]]
-            ax.errorbar([row["M"] for row in r], [row["mean_rejections"] for row in r],
-                        yerr=[row["sem_rejections"] or 0 for row in r], fmt=mk, color=col,
-                        label=f"observed ({batch})", capsize=3)
-            ax.plot([row["M"] for row in r], [row["expected_rejections"] for row in r], "--",
-                    color=col, label=f"predicted sum r_t ({batch})")
-            lim = [row for row in data["rows"] if row["batch"] == batch and row["limit"]]
-            for row in lim:
-                ax.errorbar([xinf], [row["mean_rejections"]], yerr=[row["sem_rejections"] or 0],
-                            fmt=mk, mfc="none", color=col, capsize=3)
-                ax.plot([xinf - 0.3, xinf + 0.3], [row["expected_rejections"]] * 2, "-",
-                        color=col)
-        ax.set_xticks(sorted(set(xs)) + [xinf], [str(m) for m in sorted(set(xs))] + ["inf"])
-        ax.set_xlabel("drafts per position M (recursive rejection)")
-        ax.set_ylabel("recovered tokens per sequence")
-        ax.legend(fontsize=6)
-        cv = data.get("convergence")
-        if cv:
-            ax2.semilogx(cv["M"], cv["mean_all_reject"], "o-", label="mean R_M at block starts")
-            if cv["limit"] is not None:
-                ax2.axhline(cv["limit"], color="k", ls=":", label="M -> inf limit p(q = 0)")
-            ax2.set_xlabel("M")
-            ax2.set_ylabel("all-M-rejected probability")
-            ax2.set_title(f"{cv['positions']} realised first positions", fontsize=8)
-            ax2.legend(fontsize=6)
-        fig.tight_layout()
-        return fig
-
     inputs = {"target": target.name, "draft": draft_spec, "Ms": list(Ms), "gamma": gamma,
               "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed,
               "prompts": len(ids), "convergence_Ms": list(convergence_Ms)}
-    return _write(out, "multidraft", size, inputs, rows, plot, extra={"convergence": convergence})
+    return _write(out, "multidraft", size, inputs, rows, _plot_multidraft, extra={"convergence": convergence})
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,27 +342,9 @@ def over_accept_study(target, ids, draft_spec, *, eps=(0.05, 0.1, 0.2, 0.4), gam
                      "loglik_per_token": float(ll.mean()), "sem_loglik": _sem(ll),
                      "z": float((O - E) / math.sqrt(V)) if V > 0 else None})
 
-    def plot(data):
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.8, 3.4))
-        r = data["rows"]
-        tvbar = np.mean([row["mean_tv"] for row in r])
-        xs = np.linspace(0, tvbar, 20)
-        ax.plot(xs, tvbar - xs, "k-", lw=0.8, label="front: rejection + bias = E TV")
-        for tag, mk in (("lossless", "k*"), ("OPT", "o"), ("UNO", "s")):
-            rr = [row for row in r if row["resample"] == tag]
-            ax.plot([row["rejection_prob_all_positions"] for row in rr],
-                    [row["bias_tv"] for row in rr], mk, label=tag)
-        ax.set_xlabel("rejection probability (mean over positions)")
-        ax.set_ylabel("bias TV(step law, p)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        return fig
-
     inputs = {"target": target.name, "draft": draft_spec, "eps": list(eps), "gamma": gamma,
               "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids)}
-    return _write(out, "over_accept", size, inputs, rows, plot)
+    return _write(out, "over_accept", size, inputs, rows, _plot_over_accept)
 
 
 # --------------------------------------------------------------------------------------------
@@ -464,6 +398,9 @@ def _scd_runs(target, draft, ids, grid, gamma, kw, seed, problems, n_boot=200):
         row = {"method": method, **(cd or {"plausibility": None, "contrast": None,
                                            "amateur_temperature": None}),
                "tokens_per_s": ntok / t, "perplexity": float(np.exp(-ll.mean())),
+               # s.e. of the mean log-likelihood over prompts (tokens within a prompt are
+               # dependent): perplexities of two runs differ by chance by about this much
+               "sem_log_perplexity": _sem([-x.mean() for x in lls]),
                "distinct_2": distinct_n(res.tokens, 2), "alpha": None,
                "tokens_per_call": None, "pass_at_1": None, "n_problems": None}
         if spec:
@@ -486,8 +423,8 @@ def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32,
 
     Row fields: ``method (target|SD|CD|SCD), plausibility, contrast, amateur_temperature,
     alpha, alpha_ci, tokens_per_call, tokens_per_s, perplexity (of the output under the
-    target), distinct_2, pass_at_1 / n_problems / n_passed (prompts with HumanEval tests only,
-    else None)``; top level ``heldout_perplexity`` (the target's own perplexity on held-out
+    target), sem_log_perplexity (over prompts), distinct_2, pass_at_1 / n_problems / n_passed
+    (prompts with HumanEval tests only, else None)``; top level ``heldout_perplexity`` (the target's own perplexity on held-out
     text: a reference). ``grid`` is a list of settings dicts (:func:`one_at_a_time_grid` makes
     a sensitivity design).
 
@@ -528,35 +465,181 @@ def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32,
                             dict(max_new_tokens=humaneval["max_new_tokens"], **hw), seed,
                             humaneval["problems"])
 
-    def plot(data):
-        import matplotlib.pyplot as plt
-
-        r = data["rows"]
-        he = data.get("humaneval_rows")
-        fig, axes = plt.subplots(1, 3 if he else 2, figsize=(12 if he else 9, 3.4))
-        labels = [row["method"] + ("" if row["contrast"] is None else
-                                   f"\nP{row['plausibility']:g} C{row['contrast']:g} "
-                                   f"T{row['amateur_temperature']:g}") for row in r]
-        x = np.arange(len(r))
-        axes[0].bar(x, [row["tokens_per_s"] for row in r])
-        axes[0].set_xticks(x, labels, fontsize=5, rotation=90)
-        axes[0].set_ylabel("tokens / s")
-        axes[1].bar(x, [row["perplexity"] for row in r], color="C1")
-        axes[1].set_xticks(x, labels, fontsize=5, rotation=90)
-        axes[1].set_ylabel("perplexity of output under target")
-        if he:
-            xh = np.arange(len(he))
-            axes[2].bar(xh, [row["pass_at_1"] or 0 for row in he], color="C2")
-            axes[2].set_xticks(xh, [row["method"] for row in he], fontsize=7)
-            axes[2].set_ylabel(f"HumanEval pass@1 ({he[0]['n_problems']} problems)")
-        fig.tight_layout()
-        return fig
-
     inputs = {"target": target.name, "amateur": draft_spec, "grid": grid, "gamma": gamma,
               "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids),
               "humaneval": he_inputs}
-    return _write(out, "scd", size, inputs, rows, plot,
+    return _write(out, "scd", size, inputs, rows, _plot_scd,
                   extra={"heldout_perplexity": held, "humaneval_rows": he_rows})
+
+
+# --------------------------------------------------------------------------------------------
+# plots (module level, so a saved JSON can be redrawn: ``redraw``)
+
+
+def _plot_draft_gallery(data):
+    import matplotlib.pyplot as plt
+
+    r = data["rows"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = np.arange(len(r))
+    bars = (("speedup_leviathan", "Leviathan Thm 3.8"),
+            ("speedup_profile_forwards_only", "profile, forwards only"),
+            ("speedup_profile", "profile, walltime model"),
+            ("speedup_measured", "measured (median)"))
+    w = 0.8 / len(bars)
+    for k, (key, lab) in enumerate(bars):
+        ax.bar(x + (k - (len(bars) - 1) / 2) * w, [row.get(key) or 0 for row in r], w,
+               label=lab)
+    for xi, row in zip(x, r):  # the spread of the measured speedup over repeats
+        rep = row.get("speedup_measured_per_repeat") or []
+        if len(rep) > 1:
+            ax.plot([xi + 1.5 * w] * 2, [min(rep), max(rep)], "k-", lw=1)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(x, [f"{row['draft']}\nalpha={row['alpha']:.2f}" for row in r], fontsize=7)
+    ax.set_ylabel("speedup over autoregressive")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_entropy(data):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    r = data["rows"]
+    x = np.arange(len(r))
+    for k, key in enumerate(("accepted", "rejected")):
+        ax.bar(x + (k - 0.5) * 0.35, [row[f"entropy_{key}"] or 0 for row in r], 0.35,
+               yerr=[row[f"sem_{key}"] or 0 for row in r], label=key, capsize=3)
+    ax.set_xticks(x, [row["method"] for row in r])
+    ax.set_ylabel("entropy of the target law (nats)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_multidraft(data):
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    xs = [row["M"] for row in data["rows"] if not row["limit"]]
+    xinf = max(xs) + 1.5
+    for batch, mk, col in (("first", "o", "C0"), ("tree", "s", "C1")):
+        r = [row for row in data["rows"] if row["batch"] == batch and not row["limit"]]
+        ax.errorbar([row["M"] for row in r], [row["mean_rejections"] for row in r],
+                    yerr=[row["sem_rejections"] or 0 for row in r], fmt=mk, color=col,
+                    label=f"observed ({batch})", capsize=3)
+        ax.plot([row["M"] for row in r], [row["expected_rejections"] for row in r], "--",
+                color=col, label=f"predicted sum r_t ({batch})")
+        lim = [row for row in data["rows"] if row["batch"] == batch and row["limit"]]
+        for row in lim:
+            ax.errorbar([xinf], [row["mean_rejections"]], yerr=[row["sem_rejections"] or 0],
+                        fmt=mk, mfc="none", color=col, capsize=3,
+                        label=f"M -> inf limit ({batch}): observed; bar: predicted")
+            ax.plot([xinf - 0.3, xinf + 0.3], [row["expected_rejections"]] * 2, "-",
+                    color=col)
+    ax.set_xticks(sorted(set(xs)) + [xinf], [str(m) for m in sorted(set(xs))] + ["inf"])
+    ax.set_xlabel("drafts per position M (recursive rejection)")
+    ax.set_ylabel("recovered tokens per sequence")
+    ax.legend(fontsize=6)
+    cv = data.get("convergence")
+    if cv:
+        ax2.semilogx(cv["M"], cv["mean_all_reject"], "o-", label="mean R_M at block starts")
+        if cv["limit"] is not None:
+            ax2.axhline(cv["limit"], color="k", ls=":", label="M -> inf limit p(q = 0)")
+        ax2.set_xlabel("M")
+        ax2.set_ylabel("all-M-rejected probability")
+        ax2.set_title(f"{cv['positions']} realised first positions", fontsize=8)
+        ax2.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_over_accept(data):
+    """Each run's (rejection, bias) divided by the mean TV(p, q) of its own positions: the
+    exact Pareto front of those positions (Yin et al. Thm 5, averaged) is then the line
+    x + y = 1 for every run, with no approximation across runs."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 3.6))
+    r = data["rows"]
+    xs = np.linspace(0, 1, 20)
+    ax.plot(xs, 1 - xs, "k-", lw=0.8, label="exact front of each run's positions")
+    ax.fill_between(xs, 0, 1 - xs, color="0.92", label="unattainable")
+    for tag, mk in (("lossless", "k*"), ("OPT", "o"), ("UNO", "s")):
+        rr = [row for row in r if row["resample"] == tag]
+        x = [row["rejection_prob_all_positions"] / row["mean_tv"] for row in rr]
+        y = [row["bias_tv"] / row["mean_tv"] for row in rr]
+        ax.plot(x, y, mk, label=tag)
+        if tag != "lossless":
+            for row, xi, yi in zip(rr, x, y):
+                ax.annotate(f"{row['eps']:g}", (xi, yi), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_xlabel("rejection probability / mean TV(p, q)")
+    ax.set_ylabel("bias TV(step law, p) / mean TV(p, q)")
+    ax.set_title("Decoding-OPT vs UNO (labels: eps)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_scd(data):
+    import matplotlib.pyplot as plt
+
+    r = data["rows"]
+    he = data.get("humaneval_rows")
+    fig, axes = plt.subplots(1, 3 if he else 2, figsize=(12 if he else 9, 3.4))
+    labels = [row["method"] + ("" if row["contrast"] is None else
+                               f"\nP{row['plausibility']:g} C{row['contrast']:g} "
+                               f"T{row['amateur_temperature']:g}") for row in r]
+    x = np.arange(len(r))
+    axes[0].bar(x, [row["tokens_per_s"] for row in r])
+    axes[0].set_xticks(x, labels, fontsize=5, rotation=90)
+    axes[0].set_ylabel("tokens / s")
+    axes[1].bar(x, [row["perplexity"] for row in r], color="C1")
+    axes[1].set_xticks(x, labels, fontsize=5, rotation=90)
+    axes[1].set_ylabel("perplexity of output under target")
+    if he:
+        xh = np.arange(len(he))
+        axes[2].bar(xh, [row["pass_at_1"] or 0 for row in he], color="C2")
+        for xi, row in zip(xh, he):
+            if row.get("n_problems"):
+                axes[2].annotate(f"{row.get('n_passed', 0)}/{row['n_problems']}",
+                                 (xi, row["pass_at_1"] or 0), ha="center", fontsize=7,
+                                 xytext=(0, 2), textcoords="offset points")
+        axes[2].set_ylim(0, 1)
+        axes[2].set_xticks(xh, [row["method"] for row in he], fontsize=7)
+        axes[2].set_ylabel("HumanEval pass@1 (long generations)")
+    fig.tight_layout()
+    return fig
+
+
+PLOTS = {"draft_gallery": _plot_draft_gallery, "entropy": _plot_entropy,
+         "multidraft": _plot_multidraft, "over_accept": _plot_over_accept, "scd": _plot_scd}
+
+
+def redraw(path):
+    """Redraw ``<name>.png`` from a saved ``<name>.json`` (atomically, next to it)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from scdsim.io import atomic_open
+
+    path = Path(path)
+    data = json.loads(path.read_text())
+    name = data.get("study")
+    if name not in PLOTS:
+        raise ValueError(f"{path}: 'study' must be one of {sorted(PLOTS)}, got {name!r}")
+    fig = PLOTS[name](data)
+    png = path.with_suffix(".png")
+    with atomic_open(png, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return png
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,7 +697,8 @@ def run_study(name, size="smoke", out=".", seed=0):
     common = dict(max_new_tokens=cfg["max_new_tokens"], seed=seed, out=out, size=size)
     if name == "draft_gallery":
         return draft_gallery(target, ids, cfg["drafts"], gamma=cfg["gamma"],
-                             profile_repeats=3 if size == "full" else 2, **common)
+                             profile_repeats=3 if size == "full" else 1,
+                             timing_repeats=3 if size == "full" else 1, **common)
     if name == "entropy":
         return entropy_study(target, ids, cfg["draft"], gamma=cfg["gamma"], **common)
     if name == "multidraft":
@@ -634,9 +718,23 @@ def run_study(name, size="smoke", out=".", seed=0):
 
 
 def main(argv=None):
-    """``python -m real_models.studies NAME|all [--size smoke|full] [--out DIR]``."""
+    """``python -m real_models.studies NAME|all [--size smoke|full] [--out DIR]``, or
+    ``python -m real_models.studies redraw FILE.json ...``."""
     import argparse
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["redraw"]:
+        if len(argv) < 2:
+            print("usage: python -m real_models.studies redraw FILE.json [FILE.json ...]",
+                  file=sys.stderr)
+            return 2
+        for f in argv[1:]:
+            try:
+                print(f"redrew {redraw(f)}")
+            except (OSError, ValueError) as e:
+                print(f"python -m real_models.studies redraw: error: {e}", file=sys.stderr)
+                return 2
+        return 0
     ap = argparse.ArgumentParser(prog="python -m real_models.studies", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", choices=(*STUDIES, "all"))
@@ -653,6 +751,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import sys
-
     sys.exit(main())

@@ -8,8 +8,9 @@ realised (p_t, q_t). ``D = #recovered - sum_t r_t`` is a martingale (each increm
 conditional mean 0 given the past), so ``E[D] = 0`` and ``E[D^2] = E[sum_t r_t (1 - r_t)]``
 exactly; ``z = D / sqrt(sum_t r_t (1 - r_t))`` is asymptotically N(0, 1), per prompt and pooled.
 
-Tokens per target call and block lengths, observed (complete blocks: every block but the last of
-a prompt, which the length limit may cut) against three predictions:
+Tokens per target call and block lengths, observed (complete blocks: those that started at least
+gamma + 1 tokens before the length limit, so that whether a block counts does not depend on its
+length) against three predictions:
 (a) ``iid``        Leviathan Eq. (1) at the mean acceptance ``alpha = 1 - mean_t r_t``;
 (b) ``positional`` ``1 + sum_k prod_{i<=k} alpha_i`` with ``alpha_k`` the mean of ``1 - r_t``
                    over the verified positions at draft position k (phase) of a block
@@ -18,7 +19,12 @@ a prompt, which the length limit may cut) against three predictions:
 Speedup: measured (autoregressive time per token / SD time per token, same prompts and
 settings) against Leviathan Thm 3.8 at ``alpha`` and the measured ``c``, and against a cost
 profile (measured time of one target call verifying gamma+1 tokens and of a draft step, on the
-run's batch of prompts, averaged over the context lengths at the start and end of a generation).
+run's batch of prompts, averaged over the context lengths at the start and end of a generation)
+used two ways: forwards only at the per-position tokens per call (``profile_forwards_only``),
+and the walltime model of ``real_models.profile.predict_walltime`` (``profile``): a batch runs
+until its slowest row is done (``scdsim.cost.expected_max_calls``), plus prefills and the
+engine's own work per call and per step (``real_models.profile.engine_overhead``, measured on
+free null models of the same vocabulary).
 Intervals: bootstrap over prompts (percentile, 95 %) and s.e. over prompts.
 
 Files written by ``run_validate(out=DIR)`` (figures 9-11 read them)
@@ -107,7 +113,9 @@ def prompt_summary(records, gamma):
     dict with ``tokens``, ``target_calls``, ``verified``, ``rejections`` (observed),
     ``expected_rejections`` (sum r_t), ``var_rejections`` (sum r_t (1 - r_t)), ``z``,
     ``phase_accept`` / ``phase_count`` (sum of 1 - r_t and count per draft position),
-    ``block_hist`` (complete blocks by tokens emitted), ``block_hist_all`` (every block),
+    ``block_hist`` (complete blocks by tokens emitted: those that started at least gamma + 1
+    tokens before the prompt's last token, so that the length limit cannot have cut them),
+    ``block_hist_all`` (every block),
     ``entropy_accepted`` / ``entropy_rejected`` (sums of entropy_p) and their counts.
     """
     gamma = int(gamma)
@@ -131,13 +139,16 @@ def prompt_summary(records, gamma):
                 ent[rec["kind"]][1] += 1
     hist = np.zeros(gamma + 2, dtype=np.int64)
     hist_all = np.zeros(gamma + 2, dtype=np.int64)
-    last = max(blocks, default=None)
+    total = len(records)
     for b, recs in blocks.items():
         n = min(len(recs), gamma + 1)
         hist_all[n] += 1
-        # the last block of a prompt may be cut by the length limit or have a smaller draft
-        # budget: it is left out of the complete-block law that the predictions describe
-        if b != last and recs[-1]["kind"] in ("recovered", "bonus", "plain"):
+        # a block counts as complete when it started with the full draft budget and room for
+        # all gamma + 1 tokens: whether it is counted then does not depend on its length.
+        # (Dropping just the last block would not do: a block starting near the length limit
+        # survives only if it happens to be short, which biases the law toward short blocks.)
+        if int(recs[0]["index"]) + gamma + 1 <= total and recs[-1]["kind"] in (
+                "recovered", "bonus", "plain"):
             hist[n] += 1
     calls = max((int(rec.get("target_calls", 0)) for rec in records), default=0) or len(blocks)
     return {
@@ -364,9 +375,23 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
             d_ar = float(profile.get("ar_draft_s", td))
             per_token = t_ar + (d_ar if contrast else 0.0)
             per_call = tg + (gamma + (1 if contrast else 0)) * td
-            prof = float(pt["positional"]) * per_token / per_call
+            # (i) forwards only, long generations: tokens per call x cost ratio
+            prof_fwd = float(pt["positional"]) * per_token / per_call
+            # (ii) the walltime model: lockstep batches (the slowest row sets the calls),
+            # prefills, and the engine's own work per call / step when it was measured
+            from real_models.profile import predict_walltime
+
+            _, sizes = np.unique(np.asarray(timing.get("chunk", np.arange(n))),
+                                 return_counts=True)
+            wall = predict_walltime(
+                profile, positional_pmf(np.clip(pt["alphas"][:gamma], 0, 1)),
+                int(max(sd_n.max(), 1)), sizes.tolist(), gamma,
+                overhead=profile.get("overhead"), contrast=contrast)
+            prof = float(wall["speedup"])
             sp.update({
                 "c": c, "leviathan": float(lev), "profile": prof,
+                "profile_forwards_only": prof_fwd, "walltime": wall,
+                "ratio_profile_forwards_only": prof_fwd / measured,
                 "verify_cost_ratio": float(tg / t[0]),
                 "ratio_leviathan": float(lev / measured), "ratio_profile": prof / measured,
                 "ratio_profile_ci": _ci(prof / mb, level) if ci[0] is not None else [None, None],
@@ -424,7 +449,8 @@ def format_table(sc):
                          f"{med:10.4f}  {f'[{lo:.3f}, {hi:.3f}]':>20}")
         if "leviathan" in s:
             row(f"speedup Leviathan Thm 3.8 (c={s['c']:.3f})", s["leviathan"])
-            row("speedup cost profile", s["profile"])
+            row("speedup cost profile, forwards only", s["profile_forwards_only"])
+            row("speedup cost profile (walltime model)", s["profile"])
             row("cost profile predicted/measured", s["ratio_profile"], s["ratio_profile_ci"])
             lines.append(f"{'profile within 0.8-1.25x':<38} "
                          f"{'yes' if s['within_profile'] else 'NO':>10}")
@@ -723,11 +749,18 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
             # generation (rows are left-padded to the longest prompt of their batch)
             start = int(np.median([max(len(ids[i]) for i in todo_all[c:c + batch_size])
                                    for c in range(0, len(todo_all), batch_size)]))
+            from real_models.profile import engine_overhead
+
             B = min(batch_size, len(items))
             # SD runs B * M rows (M drafts per prompt); the autoregressive baseline B rows
             prof = cost_profile(target, draft, gamma=gamma,
                                 context_len=[start, start + max_new_tokens],
                                 repeats=int(profile_repeats), batch=B * int(M))
+            prof["overhead"] = engine_overhead(
+                target.vocab_size, rule=rule, gamma=gamma, batch=B,
+                max_new_tokens=max_new_tokens, M=M, mode=batch, warp=warp, contrast=contrast,
+                ngram=None if hasattr(draft, "model") else draft,
+                repeats=max(1, min(int(profile_repeats), 3)), seed=seed)
             if int(M) > 1:
                 ar_prof = cost_profile(target, draft, gamma=1,
                                        context_len=[start, start + max_new_tokens],

@@ -10,7 +10,10 @@ Notation (Leviathan et al.)
 
 Every formula assumes, as the paper does, that the acceptances of the drafts of a block are
 i.i.d. with mean ``alpha`` ("capped geometric" number of tokens) and long generations;
-:func:`expected_tokens_positional` drops the i.i.d. part.
+:func:`expected_tokens_positional` drops the i.i.d. part. :func:`calls_distribution` and
+:func:`expected_max_calls` drop the "long generation" part: the exact number of target calls a
+sequence of ``n_tokens`` needs, and the calls a batch of rows decoded in lockstep needs (the
+batch runs until its slowest row is done).
 
 Functions take Python/NumPy scalars or NumPy arrays (broadcast against each other; shapes that do
 not broadcast raise a ValueError naming the arguments). All-scalar input returns a Python
@@ -43,6 +46,8 @@ __all__ = [
     "OptimalGamma",
     "expected_tokens_positional",
     "scd_speedup",
+    "calls_distribution",
+    "expected_max_calls",
 ]
 
 # Relative tolerance under which two speedups count as a tie in optimal_gamma: mathematically
@@ -364,3 +369,84 @@ def scd_speedup(lam, gamma, c, amateur="on_full_accept", baseline="expert"):
     if baseline == "cd":
         value = value * (1.0 + cc)
     return _out(value, lam, gamma, c)
+
+
+def _block_pmf(block_pmf):
+    pmf = np.asarray(block_pmf, dtype=np.float64)
+    if pmf.ndim != 1 or pmf.shape[0] < 2:
+        raise ValueError(f"block_pmf must be a 1-D law over tokens per block 0..L (L >= 1), "
+                         f"got shape {pmf.shape}")
+    if not np.all(np.isfinite(pmf)) or np.any(pmf < 0):
+        raise ValueError(f"block_pmf must be finite and non-negative, got {pmf.tolist()}")
+    if abs(pmf.sum() - 1.0) > 1e-9:
+        raise ValueError(f"block_pmf must sum to 1, sums to {pmf.sum()!r}")
+    if pmf[0] > 0:
+        raise ValueError(f"block_pmf[0] = {pmf[0]!r}: a block emits at least one token (the "
+                         "recovered or bonus token), so P(0 tokens) must be 0")
+    return pmf
+
+
+def calls_distribution(block_pmf, n_tokens):
+    """Exact law of the number of target calls that emit ``n_tokens`` tokens.
+
+    Blocks are i.i.d. with law ``block_pmf`` (index = tokens emitted by one target call, e.g.
+    ``real_models.validate.positional_pmf``); a sequence is done after the first call ``C``
+    with ``S_C >= n_tokens`` (``S_k`` = tokens after k calls). The last block's shorter draft
+    budget ``min(gamma, tokens left)`` does not change ``C``: it reaches ``n_tokens`` exactly
+    when the full-budget block would.
+
+    Parameters
+    ----------
+    block_pmf : array (L + 1,)
+        Law of tokens per block, ``block_pmf[0] = 0``.
+    n_tokens : int >= 1
+
+    Returns
+    -------
+    numpy.ndarray (n_tokens + 1,): ``P(C = k)``, k = 0..n_tokens (``C <= n_tokens`` since every
+    block emits a token).
+
+    Examples
+    --------
+    >>> from scdsim import cost
+    >>> cost.calls_distribution([0, 0.5, 0.5], 2).round(3).tolist()  # 1 or 2 tokens per call
+    [0.0, 0.5, 0.5]
+    """
+    pmf = _block_pmf(block_pmf)
+    N = check_int(n_tokens, "n_tokens", minimum=1)
+    alive = np.zeros(N)  # P(S_k = s, not done), s = 0..N-1
+    alive[0] = 1.0
+    done = np.zeros(N + 1)  # P(C <= k)
+    for k in range(1, N + 1):
+        alive = np.convolve(alive, pmf)[:N]  # mass that reached N is done
+        done[k] = 1.0 - alive.sum()
+    done[N] = 1.0
+    return np.clip(np.diff(done, prepend=0.0), 0.0, None)
+
+
+def expected_max_calls(block_pmf, n_tokens, rows):
+    """Expected target calls of ``rows`` independent sequences decoded in lockstep.
+
+    A batched engine runs until its slowest row has ``n_tokens``: ``E[max_i C_i]`` with the
+    ``C_i`` i.i.d. as in :func:`calls_distribution`, ``= sum_{k >= 0} 1 - F(k)^rows`` (F the
+    CDF of C). ``rows = 1`` is ``E[C]``.
+
+    Parameters
+    ----------
+    block_pmf : array (L + 1,);  n_tokens : int >= 1;  rows : int >= 1
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from scdsim import cost
+    >>> round(cost.expected_max_calls([0, 0.5, 0.5], 2, 1), 3), round(cost.expected_max_calls(
+    ...     [0, 0.5, 0.5], 2, 2), 3)
+    (1.5, 1.75)
+    """
+    B = check_int(rows, "rows", minimum=1)
+    law = calls_distribution(block_pmf, n_tokens)
+    F = np.clip(np.cumsum(law), 0.0, 1.0)
+    return float(np.sum(1.0 - F[:-1] ** B))

@@ -390,3 +390,71 @@ def test_unknown_scd_options_raise():
         cost.scd_speedup(0.5, 2, 0.1, amateur="sometimes")
     with pytest.raises(ValueError, match="baseline must be one of"):
         cost.scd_speedup(0.5, 2, 0.1, baseline="sd")
+
+
+# ---- calls of a finite generation, alone and in a lockstep batch -----------------------------
+
+
+def _brute_calls(pmf, N):
+    """Law of C by enumerating every sequence of block lengths (small N)."""
+    from itertools import product
+
+    L = len(pmf) - 1
+    law = np.zeros(N + 1)
+    for k in range(1, N + 1):
+        for lens in product(range(1, L + 1), repeat=k):
+            s = np.cumsum(lens)
+            if s[-1] >= N and (k == 1 or s[-2] < N):
+                law[k] += np.prod([pmf[j] for j in lens])
+    return law
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_calls_distribution_equals_enumeration_of_block_sequences(seed):
+    rng = np.random.default_rng(seed)
+    L = 1 + seed % 3
+    pmf = np.concatenate([[0.0], rng.dirichlet(np.ones(L))])
+    for N in (1, 2, 5, 7):
+        np.testing.assert_allclose(cost.calls_distribution(pmf, N), _brute_calls(pmf, N),
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_expected_max_calls_equals_the_joint_enumeration_over_rows(rows):
+    from itertools import product
+
+    pmf = np.array([0.0, 0.3, 0.2, 0.5])
+    N = 6
+    law = _brute_calls(pmf, N)
+    exact = sum(max(ks) * np.prod([law[k] for k in ks])
+                for ks in product(range(N + 1), repeat=rows))
+    np.testing.assert_allclose(cost.expected_max_calls(pmf, N, rows), exact, rtol=1e-12)
+
+
+def test_calls_of_a_deterministic_block_and_the_renewal_limit():
+    assert cost.expected_max_calls([0, 0, 0, 1.0], 7, 5) == pytest.approx(3.0, abs=1e-12)
+    pmf = np.array([0.0, 0.2, 0.3, 0.5])
+    mean = pmf @ np.arange(4)
+    N = 4000
+    EC = cost.expected_max_calls(pmf, N, 1)
+    # renewal theory: E[C] = N / mean + O(1)
+    assert abs(EC - N / mean) < 2.0
+    # more rows in lockstep never need fewer calls
+    vals = [cost.expected_max_calls(pmf, 50, b) for b in (1, 2, 4, 8)]
+    assert all(a < b for a, b in zip(vals, vals[1:]))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(block_pmf=[0.5, 0.5]), "block_pmf\\[0\\]"),
+    (dict(block_pmf=[0, 0.5, 0.6]), "sum to 1"),
+    (dict(block_pmf=[0, -0.1, 1.1]), "non-negative"),
+    (dict(block_pmf=[0, np.nan, 1]), "finite"),
+    (dict(block_pmf=[1.0]), "1-D law"),
+    (dict(n_tokens=0), "n_tokens"),
+    (dict(rows=0), "rows"),
+])
+def test_calls_functions_name_the_bad_argument(bad, match):
+    kw = dict(block_pmf=[0, 0.5, 0.5], n_tokens=4, rows=2, **{})
+    kw.update(bad)
+    with pytest.raises(ValueError, match=match):
+        cost.expected_max_calls(**kw)

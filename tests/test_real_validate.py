@@ -170,11 +170,59 @@ def test_speedup_scoring_with_a_cost_profile(summaries):
     sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=100)
     sp = sc["speedup"]
     assert sp["measured"] == 2.0
-    np.testing.assert_allclose(sp["profile"], sc["predictions"]["positional"]["tokens_per_call"]
+    np.testing.assert_allclose(sp["profile_forwards_only"],
+                               sc["predictions"]["positional"]["tokens_per_call"]
                                / (1.3 + GAMMA * 0.1), rtol=1e-12)
+    # the walltime model: every prompt its own chunk of one row, T tokens each
+    from real_models.profile import predict_walltime
+
+    pmf = sc["block_length_pmf"]["positional"]
+    wall = predict_walltime(prof, pmf, T, [1] * n, GAMMA)
+    np.testing.assert_allclose(sp["profile"], wall["speedup"], rtol=1e-12)
+    np.testing.assert_allclose(sp["walltime"]["sd_s"], wall["sd_s"], rtol=1e-12)
     np.testing.assert_allclose(sp["leviathan"], cost.speedup(sc["alpha"]["value"], GAMMA, 0.1),
                                rtol=1e-12)
     assert sp["within_profile"] == (0.8 <= sp["profile"] / 2.0 <= 1.25)
+
+
+def test_walltime_model_by_hand_for_blocks_of_fixed_length():
+    """Every block emits gamma + 1 tokens: ceil(N / (gamma + 1)) calls for any batch, so both
+    totals follow from the formula by hand."""
+    from real_models.profile import predict_walltime
+
+    g, N = 3, 10
+    pmf = np.zeros(g + 2)
+    pmf[g + 1] = 1.0
+    prof = {"target_s": [1.0, 1.2, 1.4, 1.6], "draft_s": 0.1, "prefill_s": 2.0,
+            "draft_prefill_s": 0.5}
+    over = {"sd_per_call_s": 0.05, "ar_per_step_s": 0.02}
+    w = predict_walltime(prof, pmf, N, [4, 4, 2], g, overhead=over)
+    calls = 3  # ceil(10 / 4)
+    sd = 2.0 + 0.5 + (g - 1) * 0.1 + (calls - 1) * (1.6 + g * 0.1) + calls * 0.05
+    ar = 2.0 + (N - 1) * 1.0 + N * 0.02
+    np.testing.assert_allclose(w["sd_s"], 3 * sd, rtol=1e-12)
+    np.testing.assert_allclose(w["ar_s"], 3 * ar, rtol=1e-12)
+    np.testing.assert_allclose(w["speedup"], ar / sd, rtol=1e-12)
+    assert w["expected_calls"] == [pytest.approx(3.0, abs=1e-12)] * 3
+    wc = predict_walltime(prof, pmf, N, [1], g, overhead=over, contrast=True)
+    sd_c = 2.0 + 0.5 + g * 0.1 + (calls - 1) * (1.6 + (g + 1) * 0.1) + calls * 0.05
+    ar_c = 2.0 + 0.5 + (N - 1) * 1.1 + N * 0.02
+    np.testing.assert_allclose([wc["sd_s"], wc["ar_s"]], [sd_c, ar_c], rtol=1e-12)
+
+
+@pytest.mark.torch
+def test_engine_overhead_runs_the_engine_on_free_null_models():
+    from real_models import NGramDraft
+    from real_models.profile import engine_overhead, null_pair
+
+    t, d = null_pair(64, seed=1)
+    assert t.vocab_size == d.vocab_size == 64
+    o = engine_overhead(64, rule=rules.lossless, gamma=3, batch=2, max_new_tokens=12, repeats=1)
+    assert o["sd_per_call_s"] > 0 and o["ar_per_step_s"] > 0
+    assert 3 <= o["sd_calls"] <= 12  # at least ceil(12 / 4) calls, at most one per token
+    o = engine_overhead(64, rule=rules.lossless, gamma=3, batch=2, max_new_tokens=8,
+                        repeats=1, ngram=NGramDraft(2))
+    assert o["sd_per_call_s"] > 0
 
 
 def test_profile_speedup_charges_the_amateur_in_scd_and_the_baseline_at_its_own_rows(summaries):
@@ -186,14 +234,14 @@ def test_profile_speedup_charges_the_amateur_in_scd_and_the_baseline_at_its_own_
     tpc = score(summaries, GAMMA, n_boot=10)["predictions"]["positional"]["tokens_per_call"]
     prof = {"target_s": [1.0, 1.1, 1.2, 1.3], "draft_s": 0.1}
     sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=10, contrast=True)
-    np.testing.assert_allclose(sc["speedup"]["profile"],
+    np.testing.assert_allclose(sc["speedup"]["profile_forwards_only"],
                                tpc * (1.0 + 0.1) / (1.3 + (GAMMA + 1) * 0.1), rtol=1e-12)
     prof = {**prof, "ar_target_s": 0.5, "ar_draft_s": 0.04}
     sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=10)
-    np.testing.assert_allclose(sc["speedup"]["profile"], tpc * 0.5 / (1.3 + GAMMA * 0.1),
-                               rtol=1e-12)
+    np.testing.assert_allclose(sc["speedup"]["profile_forwards_only"],
+                               tpc * 0.5 / (1.3 + GAMMA * 0.1), rtol=1e-12)
     sc = score(summaries, GAMMA, timing=timing, profile=prof, n_boot=10, contrast=True)
-    np.testing.assert_allclose(sc["speedup"]["profile"],
+    np.testing.assert_allclose(sc["speedup"]["profile_forwards_only"],
                                tpc * (0.5 + 0.04) / (1.3 + (GAMMA + 1) * 0.1), rtol=1e-12)
 
 
@@ -505,6 +553,10 @@ def test_every_study_runs_at_smoke_size_and_writes_json_and_png(name, smoke_dir)
     assert saved["study"] == name and saved["size"] == "smoke" and saved["rows"]
     assert {"torch", "numpy"} <= set(saved["environment"])
     assert (smoke_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    from real_models.studies import redraw
+
+    (smoke_dir / f"{name}.png").unlink()  # the saved JSON alone redraws the figure
+    assert redraw(smoke_dir / f"{name}.json").read_bytes()[:4] == b"\x89PNG"
     rows = data["rows"]
     if name == "over_accept":
         # Yin et al. Thm 5 on the realised laws: Decoding-OPT sits exactly on the front
@@ -551,8 +603,13 @@ def test_one_at_a_time_grid_moves_one_axis_from_the_center():
     assert pts == [{"a": 1, "b": 2}, {"a": 0, "b": 2}, {"a": 3, "b": 2}, {"a": 1, "b": 5}]
 
 
-def test_unknown_study_or_size_raise():
-    from real_models.studies import run_study
+def test_unknown_study_or_size_raise(tmp_path):
+    from real_models.studies import redraw, run_study
+
+    bad = tmp_path / "x.json"
+    bad.write_text('{"study": "nope", "rows": []}')
+    with pytest.raises(ValueError, match="study"):
+        redraw(bad)
 
     with pytest.raises(ValueError, match="study"):
         run_study("nope")
