@@ -412,7 +412,10 @@ def _scd_runs(target, draft, ids, grid, gamma, kw, seed, problems, n_boot=200):
                   if pr is not None]
             if ok:
                 row.update(pass_at_1=float(np.mean(ok)), n_problems=len(ok),
-                           n_passed=int(np.sum(ok)))
+                           n_passed=int(np.sum(ok)),
+                           # what was scored, for a reader to see why it passes or fails
+                           samples=[truncate_code(txt) for pr, txt in zip(problems, res.text)
+                                    if pr is not None][:3])
         rows.append(row)
     return rows
 
