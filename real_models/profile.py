@@ -177,11 +177,12 @@ def cost_profile(target, draft, gamma=4, context_len=64, repeats=7, seed=0, batc
 # the engine's own work, and the walltime of a batched run
 
 
-def null_pair(vocab_size, seed=0, mix=0.3):
+def null_pair(vocab_size, seed=0, mix=0.3, peaked=False):
     """``(target, draft)`` LMs whose forwards cost almost nothing: fixed unigram laws over
     ``vocab_size`` tokens (a one-state ``MarkovLM`` wrapped by ``real_models.tiny.markov_lm``);
     the draft is ``(1 - mix) p + mix u`` for another random law u, so TV(p, q) is at most
-    ``mix`` and blocks have several drafts to verify."""
+    ``mix`` and blocks have several drafts to verify. ``peaked``: the target puts 0.99 of its
+    mass on 4 tokens, so its text repeats and an n-gram draft finds matches to propose."""
     from real_models.tiny import markov_lm
     from scdsim.chains import MarkovLM
 
@@ -189,6 +190,10 @@ def null_pair(vocab_size, seed=0, mix=0.3):
     V = int(vocab_size)
     p = rng.dirichlet(np.full(V, 0.05)) + 1e-12
     p /= p.sum()
+    if peaked:
+        top = rng.choice(V, size=min(4, V), replace=False)
+        p = 0.01 * p
+        p[top] += 0.99 / top.shape[0]
     u = rng.dirichlet(np.full(V, 0.05)) + 1e-12
     q = (1 - mix) * p + mix * u / u.sum()
     zeros = np.zeros(V, dtype=np.int64)
@@ -217,7 +222,7 @@ def engine_overhead(vocab_size, *, rule, gamma, batch, max_new_tokens, M=1, mode
 
     from real_models import generate
 
-    target, draft = null_pair(vocab_size, seed)
+    target, draft = null_pair(vocab_size, seed, peaked=ngram is not None)
     if ngram is not None:
         draft = ngram
     prompts = [[int(i) % int(vocab_size), (7 * i + 1) % int(vocab_size)] for i in range(batch)]
@@ -249,7 +254,7 @@ def engine_overhead(vocab_size, *, rule, gamma, batch, max_new_tokens, M=1, mode
 
 
 def predict_walltime(profile, block_pmf, n_tokens, chunk_sizes, gamma, *, overhead=None,
-                     contrast=False):
+                     contrast=False, row_pmfs=None):
     """Predicted walltime of SD and of autoregressive decoding of the same batched run.
 
     Each chunk of ``B`` prompts is decoded in lockstep until its slowest row has ``n_tokens``:
@@ -265,6 +270,8 @@ def predict_walltime(profile, block_pmf, n_tokens, chunk_sizes, gamma, *, overhe
     where ``a = 1`` with a contrast (the amateur also gives the law at the bonus position, and
     contrastive decoding runs it at every step), else 0. Every call is charged at the full
     batch's cost (rows that finish early leave, so late calls cost a little less).
+    ``row_pmfs`` (optional, one law per prompt in chunk order) gives each row its own block
+    law: prompts differ, and the slowest row of a chunk is the one the draft serves worst.
 
     Returns
     -------
@@ -288,8 +295,15 @@ def predict_walltime(profile, block_pmf, n_tokens, chunk_sizes, gamma, *, overhe
     per_step = t_ar + a * d_ar
     sd_s = ar_s = 0.0
     calls = []
+    if row_pmfs is not None and len(row_pmfs) != sum(int(b) for b in chunk_sizes):
+        raise ValueError(f"row_pmfs has {len(row_pmfs)} laws for {sum(chunk_sizes)} rows")
+    start = 0
     for B in chunk_sizes:
-        EC = expected_max_calls(block_pmf, N, int(B))
+        if row_pmfs is not None:
+            EC = expected_max_calls(np.asarray(row_pmfs[start:start + int(B)]), N)
+        else:
+            EC = expected_max_calls(block_pmf, N, int(B))
+        start += int(B)
         calls.append(EC)
         sd_s += pre + dpre + (g - 1 + a) * d + (EC - 1) * per_call + EC * o_sd
         ar_s += pre + a * dpre + (N - 1) * per_step + N * o_ar

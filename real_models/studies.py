@@ -109,6 +109,22 @@ def _write(out, name, size, inputs, rows, plot, extra=None):
     return data
 
 
+def _row_pmfs(records, gamma, sc):
+    """Each prompt's block law from its own per-position acceptances (the pooled value at a
+    position the prompt never reached): the slowest row of a lockstep batch sets its calls."""
+    from real_models.validate import positional_pmf
+
+    pooled = np.clip(np.asarray(sc["acceptance_by_phase"]["value"][:gamma]), 0, 1)
+    out = []
+    for recs in records:
+        s = prompt_summary(recs, gamma)
+        cnt = np.asarray(s["phase_count"][:gamma], dtype=float)
+        acc = np.asarray(s["phase_accept"][:gamma], dtype=float)
+        out.append(positional_pmf(np.clip(np.where(cnt > 0, acc / np.maximum(cnt, 1), pooled),
+                                          0, 1)))
+    return out
+
+
 def _sem(x):
     x = np.asarray(x, dtype=np.float64)
     return float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
@@ -169,7 +185,7 @@ def draft_gallery(target, ids, specs, *, gamma=4, max_new_tokens=32, warp=None, 
             "speedup_profile_forwards_only": tpc * t[0] / (t[gamma] + gamma * prof["draft_s"]),
             "speedup_profile": predict_walltime(
                 prof, sc["block_length_pmf"]["positional"], max_new_tokens, [len(ids)], gamma,
-                overhead=prof["overhead"])["speedup"],
+                overhead=prof["overhead"], row_pmfs=_row_pmfs(res.records, gamma, sc))["speedup"],
             "speedup_measured": (ar_t / n_ar) / (sd_t / n_sd),
             "speedup_measured_per_repeat": [(a / n_ar) / (b / n_sd)
                                             for a, b in zip(ar_ts, sd_ts)],

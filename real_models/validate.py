@@ -140,7 +140,7 @@ def prompt_summary(records, gamma):
     hist = np.zeros(gamma + 2, dtype=np.int64)
     hist_all = np.zeros(gamma + 2, dtype=np.int64)
     total = len(records)
-    for b, recs in blocks.items():
+    for recs in blocks.values():
         n = min(len(recs), gamma + 1)
         hist_all[n] += 1
         # a block counts as complete when it started with the full draft budget and room for
@@ -383,10 +383,19 @@ def score(summaries, gamma, surrogate=None, timing=None, profile=None, n_boot=20
 
             _, sizes = np.unique(np.asarray(timing.get("chunk", np.arange(n))),
                                  return_counts=True)
+            # each prompt's own block law (per-position acceptance, the pooled value where
+            # the prompt never reached a position), rows in chunk order
+            order = np.argsort(np.asarray(timing.get("chunk", np.arange(n))), kind="stable")
+            pooled = np.clip(pt["alphas"][:gamma], 0, 1)
+            rows_pmf = []
+            for i in order:
+                cnt = st["phase_count"][i][:gamma]
+                own = np.where(cnt > 0, st["phase_accept"][i][:gamma] / np.maximum(cnt, 1),
+                               pooled)
+                rows_pmf.append(positional_pmf(np.clip(own, 0, 1)))
             wall = predict_walltime(
-                profile, positional_pmf(np.clip(pt["alphas"][:gamma], 0, 1)),
-                int(max(sd_n.max(), 1)), sizes.tolist(), gamma,
-                overhead=profile.get("overhead"), contrast=contrast)
+                profile, positional_pmf(pooled), int(max(sd_n.max(), 1)), sizes.tolist(), gamma,
+                overhead=profile.get("overhead"), contrast=contrast, row_pmfs=rows_pmf)
             prof = float(wall["speedup"])
             sp.update({
                 "c": c, "leviathan": float(lev), "profile": prof,

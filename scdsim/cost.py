@@ -424,16 +424,21 @@ def calls_distribution(block_pmf, n_tokens):
     return np.clip(np.diff(done, prepend=0.0), 0.0, None)
 
 
-def expected_max_calls(block_pmf, n_tokens, rows):
+def expected_max_calls(block_pmf, n_tokens, rows=None):
     """Expected target calls of ``rows`` independent sequences decoded in lockstep.
 
     A batched engine runs until its slowest row has ``n_tokens``: ``E[max_i C_i]`` with the
-    ``C_i`` i.i.d. as in :func:`calls_distribution`, ``= sum_{k >= 0} 1 - F(k)^rows`` (F the
-    CDF of C). ``rows = 1`` is ``E[C]``.
+    ``C_i`` independent as in :func:`calls_distribution`, ``= sum_{k >= 0} 1 - prod_i F_i(k)``
+    (F_i the CDF of C_i). ``rows = 1`` is ``E[C]``.
 
     Parameters
     ----------
-    block_pmf : array (L + 1,);  n_tokens : int >= 1;  rows : int >= 1
+    block_pmf : array (L + 1,), or (rows, L + 1)
+        One law of tokens per block shared by every row, or one law per row (prompts differ:
+        the slowest row is the one with the worst draft).
+    n_tokens : int >= 1
+    rows : int >= 1, or None
+        Number of rows sharing a 1-D ``block_pmf``; with a 2-D one, None or its row count.
 
     Returns
     -------
@@ -445,8 +450,22 @@ def expected_max_calls(block_pmf, n_tokens, rows):
     >>> round(cost.expected_max_calls([0, 0.5, 0.5], 2, 1), 3), round(cost.expected_max_calls(
     ...     [0, 0.5, 0.5], 2, 2), 3)
     (1.5, 1.75)
+    >>> round(cost.expected_max_calls([[0, 0.5, 0.5], [0, 1.0, 0]], 2), 3)  # one row needs 2
+    2.0
     """
-    B = check_int(rows, "rows", minimum=1)
-    law = calls_distribution(block_pmf, n_tokens)
-    F = np.clip(np.cumsum(law), 0.0, 1.0)
-    return float(np.sum(1.0 - F[:-1] ** B))
+    pmf = np.asarray(block_pmf, dtype=np.float64)
+    if pmf.ndim == 2:
+        if rows is not None and check_int(rows, "rows", minimum=1) != pmf.shape[0]:
+            raise ValueError(f"rows={rows} but block_pmf has {pmf.shape[0]} rows (one law per "
+                             "row); give rows=None")
+        if pmf.shape[0] < 1:
+            raise ValueError("block_pmf has no rows")
+        laws = [calls_distribution(f, n_tokens) for f in pmf]
+    else:
+        B = check_int(1 if rows is None else rows, "rows", minimum=1)
+        laws = [calls_distribution(pmf, n_tokens)] * B
+    logF = np.zeros(laws[0].shape[0])
+    for law in laws:
+        with np.errstate(divide="ignore"):
+            logF += np.log(np.clip(np.cumsum(law), 0.0, 1.0))
+    return float(np.sum(1.0 - np.exp(logF[:-1])))

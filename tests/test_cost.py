@@ -458,3 +458,20 @@ def test_calls_functions_name_the_bad_argument(bad, match):
     kw.update(bad)
     with pytest.raises(ValueError, match=match):
         cost.expected_max_calls(**kw)
+
+
+def test_expected_max_calls_with_one_law_per_row_equals_the_joint_enumeration():
+    from itertools import product
+
+    pmfs = [np.array([0.0, 0.3, 0.2, 0.5]), np.array([0.0, 0.9, 0.1, 0.0]),
+            np.array([0.0, 0.0, 0.0, 1.0])]
+    N = 5
+    laws = [_brute_calls(f, N) for f in pmfs]
+    exact = sum(max(ks) * np.prod([laws[i][k] for i, k in enumerate(ks)])
+                for ks in product(range(N + 1), repeat=3))
+    np.testing.assert_allclose(cost.expected_max_calls(np.array(pmfs), N), exact, rtol=1e-12)
+    # identical rows: the shared-law form
+    np.testing.assert_allclose(cost.expected_max_calls(np.array([pmfs[0]] * 3), N),
+                               cost.expected_max_calls(pmfs[0], N, 3), rtol=1e-12)
+    with pytest.raises(ValueError, match="rows"):
+        cost.expected_max_calls(np.array(pmfs), N, rows=2)

@@ -13,12 +13,14 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from real_stats import power  # noqa: E402
+
 from real_models import decoders, laws, random_lm  # noqa: E402
+from scdsim import agreement  # noqa: E402
 from scdsim.contrast import contrastive  # noqa: E402
 from scdsim.distributions import entropy  # noqa: E402
 
@@ -60,38 +62,12 @@ def _logits_last(lm, seqs):
         return lm.model(torch.tensor(seqs)).logits[:, -1, :]
 
 
-# ---- chi-square helpers -----------------------------------------------------------------------
-
-def cell_groups(expected, min_expected=5.0):
-    """Cells with expected count >= 5 alone; the rest (zeros included) pooled, and the pool
-    joined to the smallest kept cell while it is still below 5."""
-    groups = [[int(i)] for i in np.flatnonzero(expected >= min_expected)]
-    pool = [int(i) for i in np.flatnonzero(expected < min_expected)]
-    if pool:
-        if expected[pool].sum() < min_expected and groups:
-            j = min(range(len(groups)), key=lambda g: expected[groups[g]].sum())
-            pool += groups.pop(j)
-        groups.append(pool)
-    return groups
-
+# ---- chi-square helpers (scdsim.agreement, as everywhere) ------------------------------------
 
 def chi2_stat(counts, probs):
-    N = counts.sum()
-    groups = cell_groups(N * probs)
-    O = np.array([counts[g].sum() for g in groups])
-    E = np.array([N * probs[g].sum() for g in groups])
-    df = len(groups) - 1
-    return float(np.sum((O - E) ** 2 / E)), df, float(stats.chi2.isf(ALPHA, df))
-
-
-def power(probs, bug, N):
-    """Power of the chi-square test against ``probs`` when the samples follow ``bug``."""
-    groups = cell_groups(N * probs)
-    P = np.array([probs[g].sum() for g in groups])
-    Bq = np.array([bug[g].sum() for g in groups])
-    df = len(groups) - 1
-    lam = N * float(np.sum((Bq - P) ** 2 / P))
-    return float(stats.ncx2.sf(stats.chi2.isf(ALPHA, df), df, lam))
+    """Pearson statistic over merged cells, its df and the ALPHA threshold."""
+    t = agreement.chi_square(counts, probs, alpha=ALPHA)
+    return t.statistic, t.df, t.threshold
 
 
 def joint_counts(tokens, V):

@@ -210,6 +210,25 @@ def test_walltime_model_by_hand_for_blocks_of_fixed_length():
     np.testing.assert_allclose([wc["sd_s"], wc["ar_s"]], [sd_c, ar_c], rtol=1e-12)
 
 
+def test_walltime_model_with_one_block_law_per_row():
+    """Per-row laws: identical rows give the shared-law answer; a chunk waits for its worst
+    row; the row count must match the chunks."""
+    from real_models.profile import predict_walltime
+    from scdsim import cost as _cost
+
+    prof = {"target_s": [1.0, 1.2, 1.4], "draft_s": 0.1}
+    good, bad = np.array([0, 0.2, 0.3, 0.5]), np.array([0, 0.9, 0.1, 0.0])
+    shared = predict_walltime(prof, good, 12, [2, 2], 2)
+    rows = predict_walltime(prof, good, 12, [2, 2], 2, row_pmfs=[good] * 4)
+    np.testing.assert_allclose(rows["sd_s"], shared["sd_s"], rtol=1e-12)
+    mixed = predict_walltime(prof, good, 12, [2, 2], 2, row_pmfs=[good, bad, good, good])
+    np.testing.assert_allclose(mixed["expected_calls"][0],
+                               _cost.expected_max_calls(np.array([good, bad]), 12), rtol=1e-12)
+    assert mixed["expected_calls"][0] > mixed["expected_calls"][1]
+    with pytest.raises(ValueError, match="row_pmfs"):
+        predict_walltime(prof, good, 12, [2, 2], 2, row_pmfs=[good] * 3)
+
+
 @pytest.mark.torch
 def test_engine_overhead_runs_the_engine_on_free_null_models():
     from real_models import NGramDraft
