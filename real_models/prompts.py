@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["BUILTIN", "load_prompts", "truncate_code", "humaneval_passed", "distinct_n"]
+__all__ = ["BUILTIN", "load_prompts", "truncate_code", "humaneval_passed", "distinct_n",
+           "humaneval_chat_messages", "extract_code"]
 
 BUILTIN = [
     ("prose-0", "prose", "The history of the printing press begins"),
@@ -95,6 +96,35 @@ def load_prompts(spec):
         if not out:
             raise ValueError(f"prompts {spec!r}: the file holds no prompt")
     return out[:n] if n is not None else out
+
+
+CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the whole function "
+                    "in one ```python code block.\n\n```python\n{prompt}```")
+
+
+def humaneval_chat_messages(problem):
+    """Chat messages asking an instruction-tuned model to complete a HumanEval function."""
+    return [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=problem["prompt"])}]
+
+
+def extract_code(reply):
+    """The code of a chat reply, to be checked after the problem's prompt.
+
+    The first fenced block (```python or ```) if there is one (an unclosed block runs to the
+    end), else the reply cut at HumanEval's stop sequences. Returned with a leading newline:
+    appended to the prompt (a function whose body is its docstring) it redefines the function
+    at top level, with the prompt's imports in scope.
+    """
+    text = reply
+    i = text.find("```")
+    if i != -1:
+        body = text[i + 3:]
+        if body.startswith("python"):
+            body = body[len("python"):]
+        j = body.find("```")
+        text = body if j == -1 else body[:j]
+        return "\n" + text.strip("\n") + "\n"
+    return truncate_code(text)
 
 
 def truncate_code(completion):

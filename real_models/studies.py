@@ -3,7 +3,8 @@
 Every study takes a target LM, prompts (token-id lists) and a size; ``run_study(name, size,
 out)`` builds the pair and prompts of a size: ``"smoke"`` (tiny random Llamas, seconds; run by
 CI) or ``"full"`` (the embedded smollm2-135m, 4 built-in and 2 HumanEval prompts, 16 new
-tokens; the SCD study adds 20 HumanEval problems at 160 new tokens for pass@1: the size this
+tokens; the SCD study adds 20 HumanEval problems, asked in the chat format, at 256 new tokens
+for pass@1: the size this
 2-core machine finishes; raise ``max_new_tokens`` and the prompt lists in ``_setup`` on a bigger
 one).
 
@@ -383,11 +384,15 @@ def one_at_a_time_grid(center, axes):
     return pts
 
 
-def _scd_runs(target, draft, ids, grid, gamma, kw, seed, problems, n_boot=200):
-    """Rows of target / SD / (CD, SCD) per grid point on ``ids`` (see :func:`scd_study`)."""
+def _scd_runs(target, draft, ids, grid, gamma, kw, seed, problems, n_boot=200, code_of=None):
+    """Rows of target / SD / (CD, SCD) per grid point on ``ids`` (see :func:`scd_study`);
+    ``code_of`` turns a generated text into the completion that is checked (default: cut at
+    HumanEval's stop sequences)."""
     import torch
 
     from real_models.prompts import distinct_n, humaneval_passed, truncate_code
+
+    code_of = code_of or truncate_code
     from scdsim import rules
 
     runs = [("target", None, False), ("SD", None, True)]
@@ -424,13 +429,13 @@ def _scd_runs(target, draft, ids, grid, gamma, kw, seed, problems, n_boot=200):
             row.update(alpha=sc["alpha"]["value"], alpha_ci=sc["alpha"]["ci"],
                        tokens_per_call=sc["tokens_per_call"]["observed"])
         if problems is not None and res.text is not None:
-            ok = [humaneval_passed(pr, truncate_code(txt)) for pr, txt in zip(problems, res.text)
+            ok = [humaneval_passed(pr, code_of(txt)) for pr, txt in zip(problems, res.text)
                   if pr is not None]
             if ok:
                 row.update(pass_at_1=float(np.mean(ok)), n_problems=len(ok),
                            n_passed=int(np.sum(ok)),
                            # what was scored, for a reader to see why it passes or fails
-                           samples=[truncate_code(txt) for pr, txt in zip(problems, res.text)
+                           samples=[code_of(txt) for pr, txt in zip(problems, res.text)
                                     if pr is not None][:3])
         rows.append(row)
     return rows
@@ -448,10 +453,13 @@ def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32,
     a sensitivity design).
 
     ``humaneval`` (optional): ``{"problems": [...], "ids": [...], "max_new_tokens": int,
-    "temperature": float, "contrast": dict}``: long generations on HumanEval prompts by the
-    target, SD, CD and SCD at one contrast setting, scored pass@1 (each completion run against
-    the problem's tests in a subprocess with a timeout and no network); stored as
-    ``humaneval_rows`` (fields as above).
+    "temperature": float, "contrast": dict, "format": "raw" | "chat"}``: long generations on
+    HumanEval prompts by the target, SD, CD and SCD at one contrast setting, scored pass@1
+    (each completion run against the problem's tests in a subprocess with a timeout and no
+    network); ``"chat"``: the ids hold ``prompts.humaneval_chat_messages`` under the chat
+    template and the reply's code block is checked (``prompts.extract_code``), the form an
+    instruction-tuned model answers in. Stored as ``humaneval_rows`` (fields as above, plus
+    three scored ``samples``).
     """
     import torch
 
@@ -480,9 +488,13 @@ def scd_study(target, ids, draft_spec, *, grid=None, gamma=4, max_new_tokens=32,
         hw = {**warp, "temperature": humaneval.get("temperature", warp.get("temperature", 1.0))}
         he_inputs = {k: humaneval[k] for k in ("max_new_tokens", "contrast") if k in humaneval}
         he_inputs.update(temperature=hw["temperature"], problems=len(humaneval["problems"]))
+        from real_models.prompts import extract_code
+
+        he_inputs["format"] = humaneval.get("format", "raw")
         he_rows = _scd_runs(target, draft, humaneval["ids"], [humaneval["contrast"]], gamma,
                             dict(max_new_tokens=humaneval["max_new_tokens"], **hw), seed,
-                            humaneval["problems"])
+                            humaneval["problems"],
+                            code_of=extract_code if he_inputs["format"] == "chat" else None)
 
     inputs = {"target": target.name, "amateur": draft_spec, "grid": grid, "gamma": gamma,
               "max_new_tokens": max_new_tokens, "warp": warp, "seed": seed, "prompts": len(ids),
@@ -668,6 +680,15 @@ def redraw(path):
 STUDIES = ("draft_gallery", "entropy", "multidraft", "over_accept", "scd")
 
 
+def _chat_ids(target, messages):
+    """Token ids of ``messages`` under the target's chat template, with a generation prompt."""
+    enc = target.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                               tokenize=True)
+    if isinstance(enc, dict) or hasattr(enc, "keys"):
+        enc = enc["input_ids"]
+    return [int(t) for t in enc]
+
+
 def _setup(size):
     """(target, prompt ids, draft specs, settings) of a size."""
     if size == "smoke":
@@ -685,7 +706,7 @@ def _setup(size):
                                                                "contrast": 0.5}})
     if size == "full":
         from real_models import load
-        from real_models.prompts import BUILTIN, load_prompts
+        from real_models.prompts import BUILTIN, humaneval_chat_messages, load_prompts
 
         target = load("smollm2-135m")
         keep = ("prose-0", "chat-0", "code-0", "code-1")
@@ -703,8 +724,10 @@ def _setup(size):
                                              "contrast": (0.25, 1.0),
                                              "amateur_temperature": (0.5, 1.5)}),
             humaneval={"problems": [p["problem"] for p in he],
-                       "ids": [list(target.tokenizer(p["text"])["input_ids"]) for p in he],
-                       "max_new_tokens": 160, "temperature": 0.2, "contrast": center})
+                       "ids": [_chat_ids(target, humaneval_chat_messages(p["problem"]))
+                               for p in he],
+                       "format": "chat", "max_new_tokens": 256, "temperature": 0.2,
+                       "contrast": center})
     raise ValueError(f"size must be 'smoke' or 'full', got {size!r}")
 
 

