@@ -739,7 +739,7 @@ def run_study(name, size="smoke", out=".", seed=0):
     common = dict(max_new_tokens=cfg["max_new_tokens"], seed=seed, out=out, size=size)
     if name == "draft_gallery":
         return draft_gallery(target, ids, cfg["drafts"], gamma=cfg["gamma"],
-                             profile_repeats=3 if size == "full" else 1,
+                             profile_repeats=7 if size == "full" else 1,
                              timing_repeats=3 if size == "full" else 1, **common)
     if name == "entropy":
         return entropy_study(target, ids, cfg["draft"], gamma=cfg["gamma"], **common)
