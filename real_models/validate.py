@@ -800,7 +800,9 @@ def run_validate(target, draft, rule, gamma, *, prompts, out, M=1, batch="first"
         c = prof["c"] if prof else 0.0
         pred = _sur.predict(fit.pair, gamma, c=c)
         sur_out = {"S": S, "fit": fit.to_dict(), "prediction": pred, "held_out": held}
-    sc = score([r["summary"] for r in rows], gamma,
+    # summaries are recomputed from the records: a log written by an older version scores
+    # the same as a fresh one
+    sc = score([prompt_summary(r["records"], gamma) for r in rows], gamma,
                surrogate=sur_out["prediction"] if sur_out else None, timing=timing,
                profile=prof, n_boot=n_boot, seed=seed, contrast=contrast is not None)
     if measure_ar and "speedup" in sc:
