@@ -177,7 +177,14 @@ def test_speedup_scoring_with_a_cost_profile(summaries):
     from real_models.profile import predict_walltime
 
     pmf = sc["block_length_pmf"]["positional"]
-    wall = predict_walltime(prof, pmf, T, [1] * n, GAMMA)
+    # each prompt its own block law (pooled acceptance at positions it never reached)
+    pooled = np.asarray(sc["acceptance_by_phase"]["value"][:GAMMA])
+    own = []
+    for s_ in summaries:
+        cnt = np.asarray(s_["phase_count"][:GAMMA], dtype=float)
+        acc = np.asarray(s_["phase_accept"][:GAMMA], dtype=float)
+        own.append(positional_pmf(np.where(cnt > 0, acc / np.maximum(cnt, 1), pooled)))
+    wall = predict_walltime(prof, pmf, T, [1] * n, GAMMA, row_pmfs=own)
     np.testing.assert_allclose(sp["profile"], wall["speedup"], rtol=1e-12)
     np.testing.assert_allclose(sp["walltime"]["sd_s"], wall["sd_s"], rtol=1e-12)
     np.testing.assert_allclose(sp["leviathan"], cost.speedup(sc["alpha"]["value"], GAMMA, 0.1),
