@@ -50,7 +50,7 @@ print("TV(p, q)            =", scdsim.tv(p, q))
 print("residual            =", scdsim.residual(p, q))
 print("P(reject), lossless =", scdsim.rejection_prob(rules.lossless, p, q))
 print("one-step law        =", scdsim.step_law(rules.lossless, p, q))
-assert abs(scdsim.tv(p, q) - 0.3) < 1e-15  # theory.md §7.2
+assert abs(scdsim.tv(p, q) - 0.3) < 1e-15  # reference notes §7.2
 np.testing.assert_allclose(scdsim.residual(p, q), [0, 0, 1], atol=1e-15)
 np.testing.assert_allclose(scdsim.step_law(rules.lossless, p, q), p, atol=1e-15)
 
@@ -66,7 +66,7 @@ for resample in ("optimal", "target"):
     print(f"{rule.name:34s} P(reject) = {g.rejection:.3f}  bias = {g.bias:.3f}  gap = {g.gap:.3f}")
 opt = scdsim.front_gap(rules.over_accept(0.1, resample="optimal"), p, q)
 uno = scdsim.front_gap(rules.over_accept(0.1, resample="target"), p, q)
-assert abs(opt.rejection - 0.2) < 1e-12 and abs(opt.bias - 0.1) < 1e-12  # theory.md §7.4
+assert abs(opt.rejection - 0.2) < 1e-12 and abs(opt.bias - 0.1) < 1e-12  # reference notes §7.4
 assert abs(uno.bias - 0.2) < 1e-12 and opt.gap < 1e-12 < uno.gap
 
 # %% [markdown]
@@ -89,7 +89,7 @@ assert abs(scdsim.acceptance_prob(rules.kseq(2), P, Q)[0] - 0.708062) < 5e-7
 #
 # On a Markov pair the (phase, state) process is a Markov chain, so expected rejections, the law
 # of the number of rejections, block statistics and the output marginals are computed exactly.
-# The T = 4, V = 3 chain of theory.md §7.3 (Yin et al.'s Thm 1 example):
+# The T = 4, V = 3 chain of reference notes §7.3 (Yin et al.'s Thm 1 example):
 
 # %%
 yin = chains.yin_example()
@@ -113,7 +113,7 @@ np.testing.assert_allclose(curve["rejections"], [1.0514, 0.926388, 0.785812, 0.7
 # %%
 marg = scdsim.output_marginals(yin, rules.lossless, T)[-1]
 print("x_4 marginal:", np.round(marg, 4))
-np.testing.assert_allclose(marg, [0.4073, 0.3284, 0.2643], atol=5e-5)  # theory.md §7.3
+np.testing.assert_allclose(marg, [0.4073, 0.3284, 0.2643], atol=5e-5)  # reference notes §7.3
 
 # %% [markdown]
 # ## 3. Monte Carlo agrees with the exact engine

@@ -2,10 +2,10 @@
 
 (a), (b) Batch SD with M = 4 and 5 recursive-rejection drafts on the 7-state non-stationary
 chain of figure 1 (T = 50): Monte Carlo running means (+-1.96 s.e.) against the exact engine,
-in the two labelled readings of Yin et al.'s Alg. 4 (theory.md §1.6): variant A verifies the
+in the two labelled readings of Yin et al.'s Alg. 4 (reference notes §1.6): variant A verifies the
 M drafts only at the first position of a block, variant B keeps every draft consistent with the
 accepted prefix (a tree).
-(c) Expected rejections against M on the T = 4 chain of theory.md §7.3: variant A (exact)
+(c) Expected rejections against M on the T = 4 chain of reference notes §7.3: variant A (exact)
 converges to its M -> infinity limit 0.651050 (Yin et al. Prop. 1: not zero); variant B (exact
 for small M, Monte Carlo beyond) keeps falling.
 """
@@ -111,7 +111,7 @@ def plot(data):
     ax.set_ylim(0, 1.15)
     ax.set_xlabel("number of drafts M (log scale)")
     ax.set_ylabel("expected rejections E[N_rej]  (tokens)")
-    ax.set_title("(c) scaling in M, theory.md §7.3 chain (T = 4)")
+    ax.set_title("(c) scaling in M, docs/theory.md §3 chain (T = 4)")
     ax.legend(loc="lower left", fontsize=7)
     fig.suptitle(TITLE)
     return fig

@@ -1,10 +1,10 @@
 """Figure 3 (Yin et al. Fig. 3 right): batch improvement against the number of drafts M.
 
 Batch improvement at one position, ``BI_M = TV(p, q) - R_M`` with ``R_M`` the probability that
-all M recursive-rejection drafts are rejected (theory.md §1.6), from the exact engine
+all M recursive-rejection drafts are rejected (reference notes §1.6), from the exact engine
 (``scdsim.batch_curve`` at horizon 1). (a) Bernoulli pairs ``p = Ber(b)`` target,
 ``q = Ber(a)`` draft; (b) uniform draft ``Unif(V)`` against the target ``delta_0`` for several
-V. Lines are the closed forms of theory.md §1.6 (``(b - a)(1 - (1 - a)^(M-1))`` for b > a,
+V. Lines are the closed forms of reference notes §1.6 (``(b - a)(1 - (1 - a)^(M-1))`` for b > a,
 ``(a - b)(1 - a^(M-1))`` for b < a, ``(1 - 1/V)(1 - (1 - 1/V)^(M-1))``); markers the engine.
 The paper's own Bernoulli/uniform parameters were not found: these are ours.
 """
@@ -30,7 +30,7 @@ PARAMS = {
 
 
 def bernoulli_closed_form(a, b, Ms):
-    """theory.md §1.6: ``BI_M`` for draft ``Ber(a)`` and target ``Ber(b)``."""
+    """reference notes §1.6: ``BI_M`` for draft ``Ber(a)`` and target ``Ber(b)``."""
     Ms = np.asarray(Ms, dtype=float)
     if b >= a:
         return (b - a) * (1.0 - (1.0 - a) ** (Ms - 1))
@@ -38,7 +38,7 @@ def bernoulli_closed_form(a, b, Ms):
 
 
 def uniform_closed_form(V, Ms):
-    """theory.md §1.6: ``BI_M`` for draft ``Unif(V)`` and target ``delta_0``."""
+    """reference notes §1.6: ``BI_M`` for draft ``Unif(V)`` and target ``delta_0``."""
     Ms = np.asarray(Ms, dtype=float)
     return (1.0 - 1.0 / V) * (1.0 - (1.0 - 1.0 / V) ** (Ms - 1))
 

@@ -1,6 +1,6 @@
 """Figure 4 (Yin et al. Fig. 4): the bias-rejection Pareto front of one verification step.
 
-For a target ``p`` and a draft ``q`` (theory.md §7.4 Examples 1 and 2; Yin et al. write them
+For a target ``p`` and a draft ``q`` (reference notes §7.4 Examples 1 and 2; Yin et al. write them
 the other way round) the least bias ``TV(output law, p)`` at each rejection probability is
 computed by linear programming over every single-draft rule (``scdsim.pareto_front``); Yin et
 al. Thm 5 says it is the line ``bias = max(0, TV - rejection)``; the region below is
@@ -103,7 +103,7 @@ def plot(data):
         ax.set_ylim(-0.01, 0.5)
         ax.set_xlabel("rejection probability P(reject)  (per position)")
         ax.set_ylabel("bias TV(output law, target p)")
-        ax.set_title(f"({'ab'[k]}) {ex['name']} (theory.md §7.4), TV = {tv:.2f}\n"
+        ax.set_title(f"({'ab'[k]}) {ex['name']} (docs/theory.md §2), TV = {tv:.2f}\n"
                      f"p = {tuple(ex['target'])}, q = {tuple(ex['draft'])}", fontsize=8.5)
         ax.legend(loc="upper right", fontsize=6.5, title_fontsize=6.5,
                   title="ε labels: the UNO points of min(1, (p+ε)/q)")

@@ -5,7 +5,7 @@ contrastive law; with acceptance rate lambda of amateur drafts against it, the t
 expert call are Leviathan's Eq. (1) in lambda, but the amateur also supplies the contrast, so a
 block costs ``1 + c gamma + c lambda^gamma`` expert-call units (extra amateur call only after a
 fully accepted block) or ``1 + c (gamma + 1)`` (always). **This cost model is reconstructed
-(theory.md §2), not the paper's verified formula.** (a), (b): acceleration vs lambda at
+(reference notes §2), not the paper's verified formula.** (a), (b): acceleration vs lambda at
 gamma = 4 for c = 0.05 and 0.2: SD (Thm 3.8), SCD in both amateur options against expert-only
 decoding, and SCD against non-speculative contrastive decoding (cost 1 + c per token).
 (c): the ratio SCD / SD against c for several lambda.
@@ -20,7 +20,7 @@ from paper_figures.common import cached, figure_main, new_figure, series, styled
 NAME = "fig06_scd_acceleration"
 TITLE = "Speculative contrastive decoding vs SD: expected acceleration (reconstructed cost model)"
 CAPTION = ("SCD (Yuan et al.) vs SD: expected acceleration vs acceptance rate λ and cost ratio c "
-           "from the cost model (SCD's formula is a reconstruction, theory.md §2), both amateur "
+           "from the cost model (SCD's formula is a reconstruction, docs/theory.md §7), both amateur "
            "options, against the expert and against contrastive decoding")
 
 PARAMS = {

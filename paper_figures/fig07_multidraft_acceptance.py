@@ -4,7 +4,7 @@ One position, M i.i.d. drafts from q: the probability that the emitted token is 
 drafts, for recursive rejection sampling (SpecInfer; ``rules.recursive``), the optimal coupling
 (SpecTr's OTM-k, min-cut closed form ``rules.optimal``, checked against the linear program at
 small M) and SpecTr's k-SEQ (``rules.kseq``). Pairs: Bernoulli (target Ber(0.6), draft
-Ber(0.2), theory.md §7.5), uniform draft on V = 8 against a point-mass target (all three rules
+Ber(0.2), reference notes §7.5), uniform draft on V = 8 against a point-mass target (all three rules
 coincide there: a draft is useful only if it hits the one token), and Dirichlet and Zipf pairs
 with mean TV 0.4 over their states (acceptance averaged uniformly over states).
 """

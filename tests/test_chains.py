@@ -186,14 +186,14 @@ def test_markovpair_meta_is_a_read_only_copy():
 
 
 # ------------------------------------------------------------------------------------------
-# yin_example (theory.md §7.3)
+# yin_example (reference notes §7.3)
 # ------------------------------------------------------------------------------------------
 
 def test_yin_example_matches_the_theory_tables():
     pair = chains.yin_example()
     assert (pair.V, pair.S, pair.start, pair.max_horizon) == (3, 3, 0, 4)
     assert pair.name
-    # theory.md §7.3, TV_n(s) for s = 0, 1, 2.
+    # reference notes §7.3, TV_n(s) for s = 0, 1, 2.
     expected_tv = [[0.3, 0.2, 0.2], [0.2, 0.4, 0.2], [0.3, 0.2, 0.3], [0.2, 0.25, 0.3]]
     np.testing.assert_allclose(tv_rows(pair.target.kernels, pair.draft.kernels), expected_tv,
                                rtol=0, atol=1e-12)
@@ -212,7 +212,7 @@ def test_yin_example_marginals_and_expected_rejections():
         terms.append(state_law @ tv_rows(p, q))
         token_law = state_law @ p
         state_law = token_law @ pair.target.state_matrix()
-    # theory.md §7.3: q-marginals of x_{n-1}, the x_4 marginal, and E[N_rej] term by term.
+    # reference notes §7.3: q-marginals of x_{n-1}, the x_4 marginal, and E[N_rej] term by term.
     np.testing.assert_allclose(
         prev_marginals,
         [[1, 0, 0], [0.6, 0.3, 0.1], [0.37, 0.5, 0.13], [0.435, 0.302, 0.263]],
@@ -223,7 +223,7 @@ def test_yin_example_marginals_and_expected_rejections():
 
 
 # ------------------------------------------------------------------------------------------
-# Bernoulli and uniform pairs (Yin Fig. 3; theory.md §1.6, §7.5)
+# Bernoulli and uniform pairs (Yin Fig. 3; reference notes §1.6, §7.5)
 # ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("b", "a"), [(0.6, 0.2), (0.3, 0.7), (0.9, 0.5), (0.0, 1.0), (0.4, 0.4)])
@@ -238,7 +238,7 @@ def test_bernoulli_pair_laws_and_tv(b, a):
 
 
 def test_bernoulli_pair_orientation_against_recursive_rejection():
-    # theory.md §7.5: draft Ber(0.2), target Ber(0.6) gives R_2 = .32, R_3 = .256; with the
+    # reference notes §7.5: draft Ber(0.2), target Ber(0.6) gives R_2 = .32, R_3 = .256; with the
     # roles swapped it would be (a - b) a^{M-1} = .24, .144 (§1.6), so order matters here.
     pair = chains.bernoulli_pair(target_prob=0.6, draft_prob=0.2)
     p, q = pair.kernels(0)
@@ -265,7 +265,7 @@ def test_uniform_pair_laws_and_tv(V):
 
 
 def test_uniform_pair_batch_improvement_matches_theory():
-    # theory.md §7.5 table: V = 4, BI_2 = .1875, BI_3 = .328125 (BI_M = TV - R_M).
+    # reference notes §7.5 table: V = 4, BI_2 = .1875, BI_3 = .328125 (BI_M = TV - R_M).
     p, q = chains.uniform_pair(4).kernels(0)
     for M, bi in [(2, 0.1875), (3, 0.328125)]:
         np.testing.assert_allclose(rules.rejection_prob(rules.recursive(M), p, q), [0.75 - bi],
@@ -525,7 +525,7 @@ def test_bigram_pair_rejects_bad_arguments(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# contrast_chain / scd_pair (theory.md §5, §7.6)
+# contrast_chain / scd_pair (reference notes §5, §7.6)
 # ------------------------------------------------------------------------------------------
 
 def _one_state(row):
@@ -538,7 +538,7 @@ def _softmax(s):
     return e / e.sum()
 
 
-S_E = [2.0, 1.5, 0.3, -1.0, -3.0]  # theory.md §7.6 inputs
+S_E = [2.0, 1.5, 0.3, -1.0, -3.0]  # reference notes §7.6 inputs
 S_A = [1.0, 1.8, 0.5, -0.5, -2.0]
 
 
@@ -560,13 +560,13 @@ def test_scd_pair_targets_the_contrast_chain_and_drafts_with_the_amateur():
     assert pair.draft is amateur
     np.testing.assert_allclose(pair.draft.kernels[0],
                                [0.243606, 0.542155, 0.147755, 0.054356, 0.012128], atol=1e-6)
-    # theory.md §7.6: SCD acceptance lambda = sum min(P^c, p_a) = 0.537838.
+    # reference notes §7.6: SCD acceptance lambda = sum min(P^c, p_a) = 0.537838.
     np.testing.assert_allclose(1 - tv_rows(*pair.kernels(0)), [0.537838], rtol=0, atol=1e-6)
     assert "contrast=0.5" in pair.name
 
 
 def _expected_contrast(e, a, plausibility, beta, tau, form):
-    """p_CD on the plausible set, derived from the papers' formulas (theory.md §5)."""
+    """p_CD on the plausible set, derived from the papers' formulas (reference notes §5)."""
     a_tau = a ** (1 / tau)
     a_tau = a_tau / a_tau.sum(-1, keepdims=True)
     w = e ** (1 + beta) * a_tau ** -beta if form == "logit" else e * a_tau ** -beta

@@ -1,6 +1,6 @@
 """Tests for scdsim.contrast: contrastive-decoding laws (Li et al. 2023; O'Brien & Lewis 2023).
 
-Expected numbers come from theory.md §7.6 (printed to 4 or 6 decimals, so compared at that
+Expected numbers come from reference notes §7.6 (printed to 4 or 6 decimals, so compared at that
 precision) and from independent derivations in this file, which go through probabilities
 (``exp``, products, powers) instead of the module's log-space arithmetic, compared at 1e-12.
 """
@@ -17,7 +17,7 @@ from scdsim import rules
 from scdsim.contrast import contrastive, contrastive_scores, plausible_set
 from scdsim.distributions import softmax
 
-# theory.md §7.6 inputs
+# reference notes §7.6 inputs
 S_E = np.array([2.0, 1.5, 0.3, -1.0, -3.0])
 S_A = np.array([1.0, 1.8, 0.5, -0.5, -2.0])
 
@@ -39,7 +39,7 @@ def _cd_law_reference(s_e, s_a, alpha, beta, tau=1.0, form="logit"):
     return w / w.sum(axis=-1, keepdims=True)
 
 
-# ---------------------------------------------------------------- theory.md §7.6 numbers
+# ---------------------------------------------------------------- reference notes §7.6 numbers
 
 def test_plausible_set_keeps_tokens_above_alpha_times_max_theory_7_6():
     # §7.6: threshold log 0.1 + 2 = -0.3026 in logit space keeps {0, 1, 2}.
@@ -107,7 +107,7 @@ def test_scd_step_acceptance_and_residual_theory_7_6():
     assert float(lam) == pytest.approx(0.537838, abs=5e-7)  # §7.6
     assert float(lam) == pytest.approx(float(np.minimum(target, draft).sum()), abs=1e-14)
     np.testing.assert_allclose(scdsim.residual(target, draft), [1, 0, 0, 0, 0], rtol=0, atol=1e-15)
-    # SCD is lossless with respect to CD (theory.md §2 [D]): SD's one-step law is the CD law.
+    # SCD is lossless with respect to CD (reference notes §2 [D]): SD's one-step law is the CD law.
     np.testing.assert_allclose(rules.step_law(rules.lossless, target, draft), target,
                                rtol=0, atol=1e-14)
 
@@ -250,7 +250,7 @@ def test_zero_contrast_logit_form_is_expert_softmax_restricted_to_plausible_set(
 @given(logit_pairs(low=-80, high=80), st.floats(1e-3, 1.0), st.floats(0.0, 3.0),
        temperatures, forms)
 def test_law_equals_probability_form_of_cd(pair, alpha, beta, tau, form):
-    # logit form: ∝ p_e (p_e/p_a)^beta; ratio form: ∝ p_e / p_a(tau)^beta (theory.md §5).
+    # logit form: ∝ p_e (p_e/p_a)^beta; ratio form: ∝ p_e / p_a(tau)^beta (reference notes §5).
     s_e, s_a = pair
     gap = np.where(np.isfinite(s_e), s_e - s_e.max(axis=-1, keepdims=True) - math.log(alpha),
                    -np.inf)

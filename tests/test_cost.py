@@ -1,7 +1,7 @@
 """Tests for scdsim.cost: Leviathan et al. (2023) cost models and the reconstructed SCD variant.
 
-Paper numbers come from theory.md §3 (Tables 1 and 4, §3.6 text, lenience text, all [V]) and
-§7.1; derived ones from theory.md §7.1 and §7.6 ([D]); the rest from independent derivations
+Paper numbers come from reference notes §3 (Tables 1 and 4, §3.6 text, lenience text, all [V]) and
+§7.1; derived ones from reference notes §7.1 and §7.6 ([D]); the rest from independent derivations
 written out in this file (explicit sums over the accepted-count law, brute-force maxima).
 """
 
@@ -51,7 +51,7 @@ def test_leviathan_table_1_operations_and_speed(alpha, gamma, ops_paper, speed_p
     speed = cost.speedup(alpha, gamma, c=0.0)
     assert abs(ops - ops_paper) <= 0.005 + 1e-12  # the paper prints 2 decimals
     assert abs(speed - speed_paper) <= 0.005 + 1e-12
-    assert ops == pytest.approx(ops_formula, abs=5e-5)  # theory.md §7.1, 4 decimals
+    assert ops == pytest.approx(ops_formula, abs=5e-5)  # reference notes §7.1, 4 decimals
     assert speed == pytest.approx(speed_formula, abs=5e-5)
     assert speed == pytest.approx(_tokens_by_sum(alpha, gamma), rel=1e-13)
     assert ops == pytest.approx((gamma + 1) / _tokens_by_sum(alpha, gamma), rel=1e-13)
@@ -59,7 +59,7 @@ def test_leviathan_table_1_operations_and_speed(alpha, gamma, ops_paper, speed_p
 
 # ---------------------------------------------------------------- Leviathan Table 4
 
-TABLE_4 = [  # task/draft/temp, gamma, alpha, c, Exp (paper), formula (theory.md §7.1)
+TABLE_4 = [  # task/draft/temp, gamma, alpha, c, Exp (paper), formula (reference notes §7.1)
     ("EnDe small T0", 7, 0.75, 0.02, 3.2, 3.1575),
     ("EnDe base T0", 7, 0.80, 0.04, 3.3, 3.2509),
     ("EnDe large T0", 7, 0.82, 0.11, 2.5, 2.4971),
@@ -78,7 +78,7 @@ TABLE_4 = [  # task/draft/temp, gamma, alpha, c, Exp (paper), formula (theory.md
 @pytest.mark.parametrize("row, gamma, alpha, c, paper, formula", TABLE_4)
 def test_leviathan_table_4_expected_speedup(row, gamma, alpha, c, paper, formula):
     value = cost.speedup(alpha, gamma, c)
-    # theory.md §7.1: the printed alpha and c are rounded, so the paper's Exp is met within 0.07.
+    # reference notes §7.1: the printed alpha and c are rounded, so the paper's Exp is met within 0.07.
     assert abs(value - paper) <= 0.07
     assert value == pytest.approx(formula, abs=5e-5)
     assert value == pytest.approx(_tokens_by_sum(alpha, gamma) / (gamma * c + 1), rel=1e-13)
@@ -118,7 +118,7 @@ def test_corollary_3_9_value():
     assert cost.speedup(0.5, 1, 0.1) == pytest.approx(1.5 / 1.1, rel=1e-15)
 
 
-OPTIMAL = {  # theory.md §7.1 [D]: c -> {alpha: (gamma*, speed)}, gamma over 1..200
+OPTIMAL = {  # reference notes §7.1 [D]: c -> {alpha: (gamma*, speed)}, gamma over 1..200
     0.01: {0.5: (5, 1.875), 0.6: (7, 2.297), 0.7: (9, 2.972), 0.8: (14, 4.232),
            0.9: (24, 7.486), 0.95: (40, 12.542)},
     0.05: {0.5: (3, 1.630), 0.6: (4, 1.921), 0.7: (6, 2.353), 0.8: (8, 3.092),
@@ -186,7 +186,7 @@ def test_scd_speedup_table_theory_7_6(lam, gamma, c, scd, always, sd):
     assert cost.scd_speedup(lam, gamma, c) == pytest.approx(scd, abs=5e-5)
     assert cost.scd_speedup(lam, gamma, c, amateur="always") == pytest.approx(always, abs=5e-5)
     assert cost.speedup(lam, gamma, c) == pytest.approx(sd, abs=5e-5)
-    # baseline "cd": contrastive decoding pays 1 + c per token (theory.md §2).
+    # baseline "cd": contrastive decoding pays 1 + c per token (reference notes §2).
     assert cost.scd_speedup(lam, gamma, c, baseline="cd") == pytest.approx(
         scd * (1 + c), abs=5e-5 * (1 + c))
     tokens = _tokens_by_sum(lam, gamma)

@@ -1,7 +1,7 @@
 """Identities of the distances and the SD residual, and the semantics of ``warp``.
 
 Reference values are computed here by formulas different from the library's (half-L1 TV,
-SciPy's ``entr``, explicit sorting loops for top-k / top-p) or taken from theory.md §0, §7.2.
+SciPy's ``entr``, explicit sorting loops for top-k / top-p) or taken from reference notes §0, §7.2.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_strategy_laws_are_normalised_to_1e_15(pair):
 
 
 # ---------------------------------------------------------------------------------------------
-# tv, overlap, residual (theory.md §0)
+# tv, overlap, residual (reference notes §0)
 
 
 @given(prob_pairs())
@@ -98,7 +98,7 @@ def test_residual_is_the_normalised_positive_part_where_target_exceeds_draft(pai
         np.testing.assert_array_equal(r, target)
 
 
-# theory.md §7.2, Yin letters (p draft, q target): target = q, draft = p
+# reference notes §7.2, Yin letters (p draft, q target): target = q, draft = p
 @pytest.mark.parametrize("target,draft,tv_value,resid", [
     ((0.2, 0.3, 0.5), (0.5, 0.3, 0.2), 0.3, (0.0, 0.0, 1.0)),
     ((0.1, 0.2, 0.3, 0.4), (0.4, 0.3, 0.2, 0.1), 0.4, (0.0, 0.0, 0.25, 0.75)),

@@ -36,7 +36,7 @@ ATOL = 1e-12
 # pairs typed in the test
 
 
-# theory.md §7.3, Yin's tables: Yin's q (target) and p (draft), rows s = 0, 1, 2, n = 1..4.
+# reference notes §7.3, Yin's tables: Yin's q (target) and p (draft), rows s = 0, 1, 2, n = 1..4.
 YIN_TARGET = np.array([
     [[.6, .3, .1], [.2, .5, .3], [.3, .3, .4]],
     [[.5, .4, .1], [.1, .8, .1], [.4, .2, .4]],
@@ -139,7 +139,7 @@ def lossless_laws(m, p, q):
 
 
 def recursive_laws(m, p, q):
-    """theory.md §1.6 (our letters): r_0 = p, a_j = min(1, r_{j-1}/q),
+    """reference notes §1.6 (our letters): r_0 = p, a_j = min(1, r_{j-1}/q),
     r_j = norm([r_{j-1} - q]_+)."""
     r, acc = p, []
     for _ in range(m):
@@ -149,7 +149,7 @@ def recursive_laws(m, p, q):
 
 
 def over_accept_laws(eps, form, resample):
-    """theory.md §1.7: b_eps = min(1, (p+eps)/q) or min(1, p/q + eps); OPT: P* = norm([p - q b]_+),
+    """reference notes §1.7: b_eps = min(1, (p+eps)/q) or min(1, p/q + eps); OPT: P* = norm([p - q b]_+),
     UNO: P = p."""
 
     def laws(m, p, q):
@@ -319,7 +319,7 @@ def target_joint(spec, T):
 
 
 def theorem1_value(spec, T):
-    """Yin Thm 1 (theory.md §1.4): sum_n E_{prefix ~ target}[TV(p_n, q_n)], by enumeration."""
+    """Yin Thm 1 (reference notes §1.4): sum_n E_{prefix ~ target}[TV(p_n, q_n)], by enumeration."""
     law = {(): 1.0}
     total = 0.0
     for n in range(T):
@@ -335,11 +335,11 @@ def theorem1_value(spec, T):
 
 
 # ------------------------------------------------------------------------------------------
-# theory.md §7.3
+# reference notes §7.3
 
 
 def test_yin_chain_expected_rejections_is_1_0514():
-    # theory.md §7.3: E[N_rej] = 0.30 + 0.26 + 0.25 + 0.2414 = 1.0514 exactly
+    # reference notes §7.3: E[N_rej] = 0.30 + 0.26 + 0.25 + 0.2414 = 1.0514 exactly
     pair, yin = SPEC_YIN.pair(), reference.YIN_EXAMPLE
     assert yin["expected_rejections"] == 1.0514
     assert mk.expected_rejections(pair, rules.lossless, 4) == pytest.approx(
@@ -351,7 +351,7 @@ def test_yin_chain_expected_rejections_is_1_0514():
 
 
 def test_yin_chain_x4_marginal():
-    # theory.md §7.3: x_4 marginal (.4073, .3284, .2643) (exact decimals: products of the tables)
+    # reference notes §7.3: x_4 marginal (.4073, .3284, .2643) (exact decimals: products of the tables)
     pair = SPEC_YIN.pair()
     for rule, batch in [(rules.lossless, "first"), (rules.recursive(3), "first"),
                         (rules.recursive(3), "tree")]:
@@ -362,13 +362,13 @@ def test_yin_chain_x4_marginal():
 
 @pytest.mark.parametrize("M, expected", sorted(reference.BATCH_VARIANT_A.items()))
 def test_yin_chain_variant_a_table(M, expected):
-    # theory.md §7.3, "Batch SD variant A (§1.6 recursion), exact", printed to 6 decimals
+    # reference notes §7.3, "Batch SD variant A (§1.6 recursion), exact", printed to 6 decimals
     got = mk.expected_rejections(SPEC_YIN.pair(), rules.recursive(M), 4, batch="first")
     assert got == pytest.approx(expected, abs=1e-6)
 
 
 def test_yin_chain_variant_a_limit_is_0_651050():
-    # theory.md §1.6 / §7.3: the M -> infinity limit of variant A is 0.651050, not 0
+    # reference notes §1.6 / §7.3: the M -> infinity limit of variant A is 0.651050, not 0
     pair = SPEC_YIN.pair()
     lim = mk.expected_rejections_batch_limit(pair, 4)
     assert lim == pytest.approx(reference.BATCH_VARIANT_A_LIMIT, abs=1e-6) == 0.651050
@@ -378,7 +378,7 @@ def test_yin_chain_variant_a_limit_is_0_651050():
 
 @pytest.mark.parametrize("gamma", [None, 2, 3])
 def test_variant_a_tends_to_its_batch_limit_for_a_full_support_draft(gamma):
-    # theory.md §1.6: with a full-support draft the first position of a block is accepted with
+    # reference notes §1.6: with a full-support draft the first position of a block is accepted with
     # probability 1 - R_M -> 1 and emits the target, so variant A tends to the oracle limit;
     # R_M <= (1 - min q)^(M-1) makes the gap at M = 256 negligible
     rng = np.random.default_rng(4)
@@ -392,7 +392,7 @@ def test_variant_a_tends_to_its_batch_limit_for_a_full_support_draft(gamma):
 
 @pytest.mark.parametrize("M, mc_mean, mc_se", reference.BATCH_VARIANT_B_MC)
 def test_yin_chain_variant_b_within_monte_carlo_error(M, mc_mean, mc_se):
-    # theory.md §7.3 Monte Carlo of variant B (20,000 runs): a statistical reference only, so
+    # reference notes §7.3 Monte Carlo of variant B (20,000 runs): a statistical reference only, so
     # 4 standard errors (two-sided false-fail rate 6e-5 for a correct engine and correct MC)
     got = mk.expected_rejections(SPEC_YIN.pair(), rules.recursive(M), 4, batch="tree")
     assert abs(got - mc_mean) <= 4 * mc_se
@@ -401,7 +401,7 @@ def test_yin_chain_variant_b_within_monte_carlo_error(M, mc_mean, mc_se):
 
 
 def test_batch_curve_reports_variant_a_improvements():
-    # theory.md §7.3 variant-A table; improvement = E[N_rej](M=1) - E[N_rej](M) (Yin Fig. 3)
+    # reference notes §7.3 variant-A table; improvement = E[N_rej](M=1) - E[N_rej](M) (Yin Fig. 3)
     out = mk.batch_curve(SPEC_YIN.pair(), 4, [1, 2, 4, 64])
     table = np.array([reference.BATCH_VARIANT_A[M] for M in (1, 2, 4, 64)])
     np.testing.assert_array_equal(out["M"], [1, 2, 4, 64])
@@ -562,7 +562,7 @@ def test_unbiased_rules_reproduce_the_target_joint_law(case, gamma):
 
 
 def _contrastive_row(pe, pa, plausibility, contrast):
-    """O'Brien & Lewis §2 (theory.md §5.2): p_CD ∝ p_e (p_e/p_a)^beta on the plausible set
+    """O'Brien & Lewis §2 (reference notes §5.2): p_CD ∝ p_e (p_e/p_a)^beta on the plausible set
     {p_e >= alpha max p_e}."""
     keep = pe >= plausibility * pe.max()
     w = np.zeros_like(pe)
@@ -572,7 +572,7 @@ def _contrastive_row(pe, pa, plausibility, contrast):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_scd_is_exact_for_the_contrastive_chain_not_the_expert(seed):
-    # SCD = lossless SD whose target is the contrasted chain (theory.md §2; DESIGN §1)
+    # SCD = lossless SD whose target is the contrasted chain (reference notes §2; DESIGN §1)
     from scdsim.chains import scd_pair
 
     rng = np.random.default_rng(seed)
@@ -596,7 +596,7 @@ def test_scd_is_exact_for_the_contrastive_chain_not_the_expert(seed):
 # lossy rules
 
 
-ONE_STEP = [  # theory.md §7.4, our letters: target (.2,.3,.5), draft (.5,.3,.2) (Yin's q, p)
+ONE_STEP = [  # reference notes §7.4, our letters: target (.2,.3,.5), draft (.5,.3,.2) (Yin's q, p)
     ((.2, .3, .5), (.5, .3, .2), 0.1, "additive", 0.2, 0.1, 0.20),
     ((.2, .3, .5), (.5, .3, .2), 0.2, "additive", 0.1, 0.2, 0.25),
     ((.2, .3, .5), (.5, .3, .2), 0.4, "additive", 0.0, 0.3, 0.30),
@@ -611,7 +611,7 @@ ONE_STEP = [  # theory.md §7.4, our letters: target (.2,.3,.5), draft (.5,.3,.2
 @pytest.mark.parametrize("target, draft, eps, form, reject, loss, uno", ONE_STEP)
 def test_one_step_over_accept_sits_on_the_pareto_front(target, draft, eps, form, reject, loss,
                                                         uno):
-    # theory.md §7.4 tables (Yin Thms 4-5): P(reject) + Loss*_TV = TV for Decoding-OPT,
+    # reference notes §7.4 tables (Yin Thms 4-5): P(reject) + Loss*_TV = TV for Decoding-OPT,
     # UNO (resample from the target) lies above the front
     V = len(target)
     so = np.zeros(V, dtype=np.int64)
@@ -647,7 +647,7 @@ def test_one_position_rejection_plus_bias_equals_tv(seed, eps, form):
 
 @pytest.mark.parametrize("l, alpha", [(1.0, 0.70), (0.5, 0.90), (0.3, 1.00), (0.1, 1.00)])
 def test_lenient_one_step_acceptance_matches_theory(l, alpha):
-    # theory.md §7.1 (Leviathan App. A.5, Leviathan letters): target (.5,.3,.2), draft
+    # reference notes §7.1 (Leviathan App. A.5, Leviathan letters): target (.5,.3,.2), draft
     # (.2,.3,.5), alpha_l = sum min(p/l, q)
     so = np.zeros(3, dtype=np.int64)
     pair = MarkovPair(MarkovLM([[.5, .3, .2]], state_of=so), MarkovLM([[.2, .3, .5]], state_of=so))
@@ -710,13 +710,13 @@ THM1_SPECS = [_random_spec(1, 3), _random_spec(2, 4, T=5), _random_spec(3, 4, S=
 
 @pytest.mark.parametrize("spec", THM1_SPECS)
 def test_lossless_to_the_horizon_equals_theorem_1(spec):
-    # Yin Thm 1 (theory.md §1.4), the sum computed here by enumerating target prefixes
+    # Yin Thm 1 (reference notes §1.4), the sum computed here by enumerating target prefixes
     T = 4 if spec.P.ndim == 2 else min(spec.P.shape[0], 5)
     pair = spec.pair()
     want = theorem1_value(spec, T)
     assert mk.expected_rejections(pair, rules.lossless, T) == pytest.approx(want, abs=ATOL)
     assert mk.expected_rejections_theorem1(pair, T) == pytest.approx(want, abs=ATOL)
-    # finite blocks: bonus positions are never rejected (theory.md §1.3)
+    # finite blocks: bonus positions are never rejected (reference notes §1.3)
     for gamma in (1, 2, 3, 7):
         assert mk.expected_rejections(pair, rules.lossless, T, gamma) <= want + ATOL
     # gamma = 0 is autoregressive decoding: no rejection, T target calls, no drafts
@@ -750,7 +750,7 @@ def test_rejection_pmf_is_a_law_consistent_with_the_mean(rule, batch, gamma, see
 
 
 def _one_state_pair():
-    # S = 1: acceptances are i.i.d. with alpha = 1 - TV = 0.7 (theory.md §7.2's laws)
+    # S = 1: acceptances are i.i.d. with alpha = 1 - TV = 0.7 (reference notes §7.2's laws)
     so = np.zeros(3, dtype=np.int64)
     return MarkovPair(MarkovLM([[.2, .3, .5]], state_of=so), MarkovLM([[.5, .3, .2]], state_of=so))
 

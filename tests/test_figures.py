@@ -94,13 +94,13 @@ def test_fig02_batch_mc_agrees_with_exact_and_the_M_curve_matches_theory_7_3(cac
         assert by_batch[("tree", M)]["exact"] < by_batch[("first", M)]["exact"]
     cv = d["curve"]
     table = {1: 1.051400, 2: 0.926388, 3: 0.842704, 4: 0.785812, 5: 0.746647, 8: 0.686725,
-             16: 0.654367, 64: 0.651050}  # theory.md §7.3, variant A (6 decimals)
+             16: 0.654367, 64: 0.651050}  # reference notes §7.3, variant A (6 decimals)
     first = dict(zip(cv["M"], cv["first"]))
     for M, v in table.items():
         assert first[M] == pytest.approx(v, abs=5e-7)
     assert cv["limit"] == pytest.approx(0.651050, abs=5e-7)
     assert np.all(np.diff(cv["first"]) <= 1e-15)  # decreasing to the limit
-    # variant B against the reference Monte Carlo of theory.md §7.3 (20,000 runs each)
+    # variant B against the reference Monte Carlo of reference notes §7.3 (20,000 runs each)
     tree = dict(zip(cv["tree_M"], cv["tree"]))
     for M, (m, se) in {2: (0.8888, 0.0055), 4: (0.6970, 0.0048), 5: (0.6400, 0.0045)}.items():
         assert abs(tree[M] - m) <= Z * se
@@ -119,7 +119,7 @@ def test_fig03_batch_improvement_is_the_closed_form_and_theory_7_5(cache):
         np.testing.assert_allclose(c["improvement"], c["closed_form"], atol=1e-12)
         assert c["improvement"][0] == 0.0
         assert np.all(np.diff(c["improvement"]) >= -1e-15)
-    # independent closed forms (theory.md §1.6), written out here
+    # independent closed forms (reference notes §1.6), written out here
     b = {(x["draft"], x["target"]): np.asarray(x["improvement"]) for x in d["bernoulli"]}
     np.testing.assert_allclose(b[(0.2, 0.6)][:5], [0, .08, .144, .1952, .23616], atol=1e-12)
     np.testing.assert_allclose(b[(0.5, 0.9)][:5], [0, .2, .3, .35, .375], atol=1e-12)
@@ -143,7 +143,7 @@ def test_fig04_front_is_the_line_rejection_plus_bias_equals_tv_and_opt_lies_on_i
             uno = ex["points"][f"{form}/target"]
             np.testing.assert_allclose(opt["gap"], 0.0, atol=1e-12)
             assert np.all(np.asarray(uno["gap"]) >= -1e-12)
-    # theory.md §7.4 Example 1: (form, eps) -> (P(reject), Loss*, UNO)
+    # reference notes §7.4 Example 1: (form, eps) -> (P(reject), Loss*, UNO)
     ex1 = d["examples"][0]
     assert ex1["tv"] == pytest.approx(0.3, abs=1e-12)
     table = {("additive", 0.0): (0.3, 0.0, 0.15), ("additive", 0.1): (0.2, 0.1, 0.20),
@@ -185,7 +185,7 @@ def test_fig06_scd_curves_match_theory_7_6_and_cost_more_than_sd(cache):
 
     rows = [(0.8, 4, 0.1, 2.3329, 2.2411, 2.4011), (0.7, 4, 0.1, 1.9474, 1.8487, 1.9808),
             (0.6, 3, 0.05, 1.8746, 1.8133, 1.8922), (0.9, 5, 0.02, 4.2144, 4.1836, 4.2596)]
-    for lam, g, c, scd, always, sd in rows:  # theory.md §7.6 (4 decimals)
+    for lam, g, c, scd, always, sd in rows:  # reference notes §7.6 (4 decimals)
         cur = _curves(lam, g, c)
         assert cur["scd"] == pytest.approx(scd, abs=5e-5)
         assert cur["scd_always"] == pytest.approx(always, abs=5e-5)

@@ -1,7 +1,7 @@
 """The one-step LPs (scdsim.exact.lp) against the closed forms of Yin et al., SpecTr and Khisti.
 
 Every LP optimum is compared with a value computed independently (half-L1 TV, the straight
-line ``max(0, TV - rho)``, the min-cut closed form of ``rules.optimal``, theory.md §7.4/§7.5)
+line ``max(0, TV - rho)``, the min-cut closed form of ``rules.optimal``, reference notes §7.4/§7.5)
 to ``LP_ATOL = 1e-9``: HiGHS solves to feasibility tolerances 1e-10, not to machine precision.
 Closed-form quantities (``front_gap``) are held to 1e-12.
 """
@@ -35,7 +35,7 @@ def half_l1(p, q):
     return 0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum(axis=-1)
 
 
-EX1 = (np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.3, 0.2]))  # theory.md §7.4 example 1
+EX1 = (np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.3, 0.2]))  # reference notes §7.4 example 1
 EX2 = (np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.4, 0.3, 0.2, 0.1]))  # example 2
 
 
@@ -119,7 +119,7 @@ def test_pareto_front_sums_to_tv_on_the_rejection_interval_of_section_7_4(pair, 
     assert front.bias[0] == pytest.approx(tv_value, abs=LP_ATOL)  # never reject: bias = TV
 
 
-SEC74_OPT = [  # theory.md §7.4 (example, form, eps, P(reject), Loss*_TV)
+SEC74_OPT = [  # reference notes §7.4 (example, form, eps, P(reject), Loss*_TV)
     (EX1, "additive", 0.1, 0.2, 0.1), (EX1, "additive", 0.2, 0.1, 0.2),
     (EX1, "ratio", 0.1, 0.25, 0.05), (EX1, "ratio", 0.4, 0.1, 0.2),
     (EX2, "additive", 0.1, 0.2, 0.2), (EX2, "ratio", 0.1, 0.33, 0.07),
@@ -191,7 +191,7 @@ def test_decoding_uno_lies_above_the_front_by_at_least_rho_times_covered_mass(pa
     assert g.gap >= -EXACT
 
 
-SEC74_UNO = [  # theory.md §7.4 rows with P(reject) > 0: (example, form, eps, rej, OPT, UNO)
+SEC74_UNO = [  # reference notes §7.4 rows with P(reject) > 0: (example, form, eps, rej, OPT, UNO)
     (EX1, "additive", 0.0, 0.3, 0.0, 0.15), (EX1, "additive", 0.1, 0.2, 0.1, 0.20),
     (EX1, "additive", 0.2, 0.1, 0.2, 0.25), (EX1, "ratio", 0.1, 0.25, 0.05, 0.175),
     (EX1, "ratio", 0.2, 0.2, 0.1, 0.20), (EX1, "ratio", 0.4, 0.1, 0.2, 0.25),
@@ -257,7 +257,7 @@ def test_coupling_lp_with_one_draft_accepts_one_minus_tv(pair):
 @settings(max_examples=30)
 @given(bernoulli_params(), st.integers(1, 4))
 def test_coupling_lp_matches_the_bernoulli_closed_form(ab, M):
-    # theory.md §6.3, Yin letters: draft Ber(a), target Ber(b); OPT = min(1, 2 - b - (1-a)^M)
+    # reference notes §6.3, Yin letters: draft Ber(a), target Ber(b); OPT = min(1, 2 - b - (1-a)^M)
     # for b > a and, relabelling the tokens, min(1, 1 + b - a^M) for b < a
     a, b = ab
     expected = min(1.0, 2 - b - (1 - a) ** M) if b > a else min(1.0, 1 + b - a**M)
@@ -265,7 +265,7 @@ def test_coupling_lp_matches_the_bernoulli_closed_form(ab, M):
         expected, abs=LP_ATOL)
 
 
-SEC75_OPT = [  # theory.md §7.5 OPT columns, M = 1..4 (target, draft, values)
+SEC75_OPT = [  # reference notes §7.5 OPT columns, M = 1..4 (target, draft, values)
     (np.array([0.4, 0.6]), np.array([0.8, 0.2]), (0.6, 0.76, 0.888, 0.9904)),
     (np.array([0.1, 0.9]), np.array([0.5, 0.5]), (0.6, 0.85, 0.975, 1.0)),
     (np.array([0.7, 0.3]), np.array([0.3, 0.7]), (0.6, 0.81, 0.957, 1.0)),

@@ -42,7 +42,7 @@ ALPHA = 1e-6  # per-assert false-fail rate of every statistical assert
 Z = agreement.z_threshold(ALPHA)  # 4.89 standard errors
 N_LAW = 20_000  # runs per chi-square test
 
-YIN = chains.yin_example()  # theory.md §7.3 (T = 4, V = 3)
+YIN = chains.yin_example()  # reference notes §7.3 (T = 4, V = 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def _one_state_pair(p, q):
 
 
 def _cd_law(expert, amateur, plausibility, contrast):
-    """O'Brien & Lewis contrastive law written out (theory.md §5.2):
+    """O'Brien & Lewis contrastive law written out (reference notes §5.2):
     ``p_CD ∝ p_e (p_e / p_a)^beta`` on ``{p_e >= alpha max p_e}``, 0 elsewhere."""
     mask = expert >= plausibility * expert.max(axis=-1, keepdims=True)
     w = np.where(mask, expert ** (1 + contrast) * amateur ** (-contrast), 0.0)
@@ -575,7 +575,7 @@ def test_bonus_tokens_inside_blocks_agree_with_the_exact_engine(pair):
 def test_bonus_is_drawn_as_a_verification_step_only_when_that_step_has_the_bonus_law(rule,
                                                                                       by_step):
     # a lossless step outputs p (Leviathan et al. §2.3) and a greedy step the argmax of p: their
-    # bonus laws; a biased rule's step law is not p (theory.md §1.7), nor is it uniform
+    # bonus laws; a biased rule's step law is not p (reference notes §1.7), nor is it uniform
     P, Q = ZEROS.kernels(1)
     assert Scheme(rule, gamma=1).laws(P, Q).bonus_is_step is by_step
 
@@ -659,18 +659,18 @@ def test_large_vocabulary_with_state_map_is_fast_and_respects_supports():
 
 
 # ============================================================================================
-# theory.md §7.3: Yin et al. Thm 1 and the batch variants on the explicit chain
+# reference notes §7.3: Yin et al. Thm 1 and the batch variants on the explicit chain
 
 
 def test_lossless_drafting_to_the_horizon_matches_yin_theorem1_on_the_73_chain():
     res = simulate(YIN, rules.lossless, 4, gamma=None, runs=40_000, rng=73)
     assert_mean(res.mean_rejections, res.sem_rejections,
-                reference.YIN_EXAMPLE["expected_rejections"], "E[N_rej] (theory.md §7.3)")
+                reference.YIN_EXAMPLE["expected_rejections"], "E[N_rej] (reference notes §7.3)")
 
 
 @pytest.mark.parametrize("M,exact", [(M, reference.BATCH_VARIANT_A[M]) for M in (2, 4, 5)])
 def test_batch_first_matches_exact_variant_a_on_the_73_chain(M, exact):
-    # theory.md §7.3 table "Batch SD variant A", exact to 6 decimals
+    # reference notes §7.3 table "Batch SD variant A", exact to 6 decimals
     res = simulate(YIN, rules.recursive(M), 4, gamma=None, runs=40_000, rng=100 + M,
                    batch="first")
     assert_mean(res.mean_rejections, res.sem_rejections, exact, f"variant A M={M}")
@@ -678,7 +678,7 @@ def test_batch_first_matches_exact_variant_a_on_the_73_chain(M, exact):
 
 @pytest.mark.parametrize("M,ref,ref_se", reference.BATCH_VARIANT_B_MC)
 def test_batch_tree_agrees_with_the_73_chain_monte_carlo_reference(M, ref, ref_se):
-    # theory.md §7.3 variant B values are themselves MC estimates (20,000 runs), not exact:
+    # reference notes §7.3 variant B values are themselves MC estimates (20,000 runs), not exact:
     # compare within 5 combined standard errors
     res = simulate(YIN, rules.recursive(M), 4, gamma=None, runs=40_000, rng=200 + M,
                    batch="tree")

@@ -19,7 +19,7 @@ def test_readme_python_quickstart_runs_and_its_paper_numbers_hold():
     (code,) = _blocks("python")[:1]
     ns: dict = {}
     exec(compile(code, str(README), "exec"), ns)  # noqa: S102 - our own README
-    # values the comments quote from the papers (Leviathan Table 1; theory.md §7.3)
+    # values the comments quote from the papers (Leviathan Table 1; reference notes §7.3)
     scdsim, rules, cost, pair = ns["scdsim"], ns["rules"], ns["cost"], ns["pair"]
     assert round(cost.speedup(alpha=0.8, gamma=5, c=0.0), 2) == 3.69
     assert abs(scdsim.expected_rejections(pair, rules.lossless, 4) - 1.0514) < 1e-12

@@ -31,7 +31,7 @@ def tv_half_l1(p, q):
 
 
 def rrs_rejection_loop(target, draft, M):
-    """All-reject probability of recursive rejection sampling, by a plain loop (theory.md §6.3).
+    """All-reject probability of recursive rejection sampling, by a plain loop (reference notes §6.3).
 
     ``R_M = prod_m TV(q, r_{m-1})`` with ``r_0 = p`` and ``r_m = norm([r_{m-1} - q]_+)``.
     """
@@ -139,7 +139,7 @@ def test_lossless_draft_token_impossible_under_target_is_always_rejected():
     assert a[0, 2] == 0.0
 
 
-# theory.md §7.2 (Yin letters p_draft, q_target -> target = q, draft = p)
+# reference notes §7.2 (Yin letters p_draft, q_target -> target = q, draft = p)
 SEC72 = [
     # target, draft, TV, residual norm([target - draft]_+)
     ((0.2, 0.3, 0.5), (0.5, 0.3, 0.2), 0.3, (0.0, 0.0, 1.0)),
@@ -189,7 +189,7 @@ def test_over_accept_uno_never_beats_the_front_and_shares_opts_rejection(pair, e
     assert uno_bias >= tv_half_l1(target, draft) - rej - EXACT
 
 
-# theory.md §7.4. Yin's b_eps in their letters: min{1,(q+eps)/p} is our form="additive",
+# reference notes §7.4. Yin's b_eps in their letters: min{1,(q+eps)/p} is our form="additive",
 # min{1, q/p + eps} our form="ratio" (their q = our target, their p = our draft).
 EX1 = ((0.2, 0.3, 0.5), (0.5, 0.3, 0.2), (0.0, 0.0, 1.0))  # target, draft, P*
 EX2 = ((0.1, 0.2, 0.3, 0.4), (0.4, 0.3, 0.2, 0.1), (0.0, 0.0, 0.25, 0.75))
@@ -252,7 +252,7 @@ def test_lenient_acceptance_is_sum_of_min_target_over_l_and_draft(pair, l):
 
 @pytest.mark.parametrize("l,alpha", [(1.0, 0.70), (0.5, 0.90), (0.3, 1.00), (0.1, 1.00)])
 def test_lenient_acceptance_matches_section_7_1(l, alpha):
-    # theory.md §7.1, Leviathan letters: target P = (.5,.3,.2), draft Q = (.2,.3,.5)
+    # reference notes §7.1, Leviathan letters: target P = (.5,.3,.2), draft Q = (.2,.3,.5)
     target, draft = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.3, 0.5])
     assert acceptance_prob(rules.lenient(l), target, draft) == pytest.approx(alpha, abs=EXACT)
 
@@ -265,7 +265,7 @@ def test_lenient_with_l_one_is_lossless(pair):
 
 
 # ---------------------------------------------------------------------------------------------
-# recursive rejection sampling (SpecInfer; theory.md §1.6, §6.3)
+# recursive rejection sampling (SpecInfer; reference notes §1.6, §6.3)
 
 
 @given(prob_pairs(), st.integers(1, 5))
@@ -292,7 +292,7 @@ def test_recursive_batched_rows_match_single_rows(pair, M):
 
 @given(bernoulli_params(), st.integers(1, 6))
 def test_recursive_and_optimal_match_the_bernoulli_closed_forms(ab, M):
-    # theory.md §1.6 / §6.3 in Yin letters: draft p = Ber(a), target q = Ber(b)
+    # reference notes §1.6 / §6.3 in Yin letters: draft p = Ber(a), target q = Ber(b)
     a, b = ab
     target, draft = ber(b), ber(a)
     if b > a:
@@ -313,7 +313,7 @@ def test_recursive_and_optimal_match_the_bernoulli_closed_forms(ab, M):
             (1 - b) * (1 - (1 - a) ** (M - 1)), abs=EXACT)
 
 
-# theory.md §7.5, Yin letters: "p = Ber(x) draft, q = Ber(y) target" -> target ber(y), draft ber(x)
+# reference notes §7.5, Yin letters: "p = Ber(x) draft, q = Ber(y) target" -> target ber(y), draft ber(x)
 BERNOULLI_TABLES = {
     (0.2, 0.6): dict(
         R=(0.4, 0.32, 0.256, 0.2048, 0.16384),
@@ -396,7 +396,7 @@ def test_kseq_matches_section_7_5(name, target, draft, tv_value, table, M):
 
 
 def test_recursive_per_draft_rejections_match_section_7_5():
-    # theory.md §7.5 four-token case: per-draft RRS rejection probabilities .4, .7, .828571, .9
+    # reference notes §7.5 four-token case: per-draft RRS rejection probabilities .4, .7, .828571, .9
     target, draft = np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.4, 0.3, 0.2, 0.1])
     rho = sequential_parts(rules.recursive(4), target, draft).rho
     np.testing.assert_allclose(rho, [0.4, 0.7, 0.828571, 0.9], rtol=0, atol=TABLE6)
@@ -404,13 +404,13 @@ def test_recursive_per_draft_rejections_match_section_7_5():
 
 
 def test_recursive_residual_chain_matches_section_7_5():
-    # theory.md §7.5 three-token case: r_0 = target, then r_1 = r_2 = r_3 = delta_2
+    # reference notes §7.5 three-token case: r_0 = target, then r_1 = r_2 = r_3 = delta_2
     target, draft = np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.3, 0.2])
     chain = rules.recursive(3).residual_chain(target, draft)
     np.testing.assert_allclose(chain, [target, [0, 0, 1], [0, 0, 1], [0, 0, 1]], rtol=0, atol=EXACT)
 
 
-# theory.md §7.5 uniform table: draft p = Unif(V), target q = delta_0; BI_M for M = 1..5
+# reference notes §7.5 uniform table: draft p = Unif(V), target q = delta_0; BI_M for M = 1..5
 UNIFORM_BI = {
     2: (0.0, 0.25, 0.375, 0.4375, 0.46875),
     4: (0.0, 0.1875, 0.328125, 0.433594, 0.512695),
@@ -426,16 +426,16 @@ def test_recursive_batch_improvement_matches_uniform_table(V, M):
     target, draft = np.eye(V)[0], np.full(V, 1.0 / V)
     bi = (1 - 1 / V) - rejection_prob(rules.recursive(M), target, draft)
     assert bi == pytest.approx(UNIFORM_BI[V][M - 1], abs=TABLE6)
-    # theory.md §1.6 closed form BI_M = (1 - 1/V)(1 - (1 - 1/V)^(M-1))
+    # reference notes §1.6 closed form BI_M = (1 - 1/V)(1 - (1 - 1/V)^(M-1))
     assert bi == pytest.approx((1 - 1 / V) * (1 - (1 - 1 / V) ** (M - 1)), abs=EXACT)
 
 
 # ---------------------------------------------------------------------------------------------
-# k-SEQ (SpecTr; theory.md §6.1)
+# k-SEQ (SpecTr; reference notes §6.1)
 
 
 def kseq_parts(target, draft, rho, M):
-    """beta(rho), acceptance and the unnormalised residual of theory.md §6.1 (our letters)."""
+    """beta(rho), acceptance and the unnormalised residual of reference notes §6.1 (our letters)."""
     m = np.minimum(draft, target / rho)
     beta = m.sum()
     accept = 1 - (1 - beta) ** M
