@@ -51,7 +51,8 @@ def _cycler():
 
 
 def styled(plot):
-    """Decorator: run a ``plot(data) -> Figure`` function under the house style."""
+    """Decorator: run a ``plot(data) -> Figure`` function under the house style; a figure the
+    function left without a suptitle gets its module's ``TITLE``."""
     import functools
 
     @functools.wraps(plot)
@@ -59,7 +60,11 @@ def styled(plot):
         import matplotlib.pyplot as plt
 
         with plt.rc_context(style()):
-            return plot(*args, **kwargs)
+            fig = plot(*args, **kwargs)
+            title = plot.__globals__.get("TITLE")
+            if title and getattr(fig, "_suptitle", None) is None:
+                fig.suptitle(title)
+            return fig
 
     return wrapper
 
@@ -159,6 +164,18 @@ def running_mean(x, points, first=10):
     mean = c1[n - 1] / n
     var = (c2[n - 1] - n * mean**2) / (n - 1)
     return n, mean, np.sqrt(np.maximum(var, 0.0) / n)
+
+
+def figure_entry(module_name: str):
+    """The ``main(argv=None)`` of one figure script (``main = figure_entry(NAME)``)."""
+
+    def main(argv=None) -> int:
+        return figure_main(module_name, argv)
+
+    short = module_name.rsplit(".", 1)[-1]
+    main.__doc__ = (f"``python -m paper_figures.{short} [--quick] [--out DIR]``: draw this "
+                    f"figure (``scdsim figures --only {short}``).")
+    return main
 
 
 def figure_main(module_name: str, argv=None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, running_mean, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, running_mean, series, styled
 
 NAME = "fig01_mc_convergence"
 TITLE = "Monte Carlo rejections converge to Yin et al. Thm 1"
@@ -97,8 +97,7 @@ def plot(data):
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, running_mean, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, running_mean, series, styled
 from paper_figures.fig01_mc_convergence import chain_pair
 
 NAME = "fig02_batch_sd"
@@ -113,12 +113,10 @@ def plot(data):
     ax.set_ylabel("expected rejections E[N_rej]  (tokens)")
     ax.set_title("(c) scaling in M, docs/theory.md §3 chain (T = 4)")
     ax.legend(loc="lower left", fontsize=7)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

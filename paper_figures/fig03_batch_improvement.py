@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, series, styled
 
 NAME = "fig03_batch_improvement"
 TITLE = "Batch improvement saturates in M (Yin et al. Fig. 3, right)"
@@ -89,12 +89,10 @@ def plot(data):
                   title="markers: exact engine; lines: closed form", title_fontsize=7)
     axes[0, 0].set_title("(a) Bernoulli pairs (draft q, target p)")
     axes[0, 1].set_title("(b) uniform draft q = Unif(V), target p = δ₀")
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, series, styled
 
 NAME = "fig04_pareto_front"
 TITLE = "The bias-rejection Pareto front (Yin et al. Thms 4-5, Fig. 4)"
@@ -111,8 +111,7 @@ def plot(data):
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, series, styled
 
 NAME = "fig05_leviathan_speedup"
 TITLE = "Speculative decoding: tokens per call and walltime speedup vs γ (Leviathan et al.)"
@@ -99,12 +99,10 @@ def plot(data):
         ax.set_ylabel("walltime speedup  (× autoregressive)")
         ax.set_title(f"({'bcd'[k]}) Thm 3.8 at cost ratio c = {c:g}")
         ax.legend(handles=[h], loc="lower right", fontsize=7)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, series, styled
 
 NAME = "fig06_scd_acceleration"
 TITLE = "Speculative contrastive decoding vs SD: expected acceleration (reconstructed cost model)"
@@ -89,12 +89,10 @@ def plot(data):
     ax.set_ylabel("SCD / SD acceleration  (ratio)")
     ax.set_title(f"(c) SCD / SD at γ = {data['gamma']} (full-accept option)")
     ax.legend(loc="lower left", fontsize=7)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

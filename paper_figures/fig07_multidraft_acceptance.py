@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, series, styled
 
 NAME = "fig07_multidraft_acceptance"
 TITLE = "Multi-draft acceptance vs number of drafts M: recursive vs optimal vs k-SEQ"
@@ -96,7 +96,6 @@ def plot(data):
         ax.set_ylabel("acceptance probability (per position)")
         ax.set_title(f"({'abcd'[k]}) {_short(pr)}", fontsize=8.5)
         ax.legend(loc="upper left" if pr["kind"] == "uniform" else "lower right", fontsize=6.5)
-    fig.suptitle(TITLE)
     return fig
 
 
@@ -108,8 +107,7 @@ def _short(pr):
     return f"{pr['kind']}: V={pr['V']}, S={pr['S']}, mean TV {pr['mean_tv']:.2f}"
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import cached, figure_main, new_figure, series, styled
+from paper_figures.common import cached, figure_entry, new_figure, series, styled
 
 NAME = "fig08_state_dependence"
 TITLE = "Exact speedup vs Leviathan's i.i.d. formula when acceptance depends on the state"
@@ -118,12 +118,10 @@ def plot(data):
     axp.set_ylabel("fraction of target calls")
     axp.set_title(f"(c) block-length law, s = {pm['s']:g}, δ = {pm['delta']:g}")
     axp.legend(loc="upper center", fontsize=7)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import figure_main, new_figure, series, styled
+from paper_figures.common import figure_entry, new_figure, series, styled
 
 NAME = "fig09_real_rejections"
 TITLE = "Real models: predicted vs observed rejections per prompt"
@@ -77,12 +77,10 @@ def plot(data):
     axz.set_title("(b) per-prompt z-scores")
     axz.set_ylim(0, 1.5 * max(0.4, axz.get_ylim()[1]))
     axz.legend(loc="upper left", fontsize=7)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import figure_main, new_figure, series, styled
+from paper_figures.common import figure_entry, new_figure, series, styled
 
 NAME = "fig10_entropy"
 TITLE = "Real models: target entropy at accepted vs rejected draft tokens (SD and SCD)"
@@ -88,12 +88,10 @@ def plot(data):
     axm.set_ylabel("mean entropy per prompt  (nats)")
     axm.set_title("(b) mean of per-prompt means, 95 % interval")
     axm.legend(loc="best", fontsize=6.5)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

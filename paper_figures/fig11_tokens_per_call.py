@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_figures.common import figure_main, new_figure, series, styled
+from paper_figures.common import figure_entry, new_figure, series, styled
 
 NAME = "fig11_tokens_per_call"
 TITLE = "Real models: observed tokens per target call vs three predictions"
@@ -88,12 +88,10 @@ def plot(data):
     axp.set_ylabel("fraction of target calls")
     axp.set_title(f"(b) block-length law, {r['label']}")
     axp.legend(loc="upper right", fontsize=7)
-    fig.suptitle(TITLE)
     return fig
 
 
-def main(argv=None):
-    return figure_main(NAME, argv)
+main = figure_entry(NAME)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def test_every_core_figure_draws_a_titled_labelled_legended_figure(name, cache, 
 
     mod = paper_figures.load(name)
     fig = mod.plot(data(name, cache))
-    assert fig._suptitle is not None and fig._suptitle.get_text()
+    # the module's TITLE heads every figure (set by the plot or, if it set none, by @styled)
+    assert fig._suptitle is not None and fig._suptitle.get_text().startswith(mod.TITLE)
+    assert "paper_figures." + name in mod.main.__doc__
     for ax in fig.axes:
         assert ax.get_title(), f"{name}: a panel without a title"
         assert ax.get_xlabel() and ax.get_ylabel(), f"{name}: unlabelled axis"
