@@ -7,8 +7,6 @@ when ``contrast`` is given, n-gram drafts); without one, the autoregressive deco
 
 from __future__ import annotations
 
-import numpy as np
-
 from real_models.results import GenerationResult
 from scdsim._validate import check_choice, check_int
 
@@ -52,26 +50,11 @@ def encode_prompts(target, prompts, chat=False):
 
 
 def make_rngs(rng, n):
-    """One ``torch.Generator`` per prompt from ``rng``: None (fresh entropy), an int (spawned
-    per prompt by NumPy's SeedSequence), or a list of ints / Generators (one per prompt)."""
-    import torch
+    """One ``torch.Generator`` per prompt (``real_models.decoders.make_rngs``; imported when
+    called, so that importing this module does not import torch)."""
+    from real_models import decoders
 
-    if rng is None or isinstance(rng, (int, np.integer)):
-        ss = np.random.SeedSequence(None if rng is None else int(rng))
-        seeds = [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in ss.spawn(n)]
-        return [torch.Generator().manual_seed(s) for s in seeds]
-    if isinstance(rng, torch.Generator):
-        raise TypeError("rng: pass one Generator per prompt (a list), or an int seed")
-    rng = list(rng)
-    if len(rng) != n:
-        raise ValueError(f"rng must give one seed or Generator per prompt ({n}), got {len(rng)}")
-    out = []
-    for r in rng:
-        if isinstance(r, torch.Generator):
-            out.append(r)
-        else:
-            out.append(torch.Generator().manual_seed(check_int(r, "rng seed", minimum=0)))
-    return out
+    return decoders.make_rngs(rng, n)
 
 
 def generate(target, prompts, draft=None, rule=None, gamma=4, M=1, batch="first",

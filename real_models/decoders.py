@@ -27,10 +27,12 @@ import inspect
 import math
 import numbers
 
+import numpy as np
 import torch
 
 from real_models import laws
 from real_models.results import GenerationResult, make_record
+from scdsim._validate import check_int
 
 __all__ = ["sample", "beam"]
 
@@ -108,23 +110,28 @@ def _check_contrast(lm, amateur, contrast):
     return contrast, window
 
 
-def _generators(rngs, n):
-    if rngs is None:
-        return [torch.Generator().manual_seed(int(torch.seed()) % (2 ** 63)) for _ in range(n)]
-    if isinstance(rngs, (torch.Generator, numbers.Integral)):
-        raise TypeError("rngs must be a list with one torch.Generator (or int seed) per prompt")
-    rngs = list(rngs)
-    if len(rngs) != n:
-        raise ValueError(f"rngs has {len(rngs)} entries for {n} prompts; give one per prompt")
+def make_rngs(rng, n, name="rng"):
+    """One ``torch.Generator`` per prompt from ``rng``: None (fresh entropy), an int (spawned
+    per prompt by NumPy's SeedSequence), or a list of ints / Generators (one per prompt).
+    ``name`` is the argument's name in error messages."""
+    if rng is None or isinstance(rng, (int, np.integer)):
+        ss = np.random.SeedSequence(None if rng is None else int(rng))
+        seeds = [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in ss.spawn(n)]
+        return [torch.Generator().manual_seed(s) for s in seeds]
+    if isinstance(rng, torch.Generator):
+        raise TypeError(f"{name}: pass one Generator per prompt (a list), or an int seed")
+    rng = list(rng)
+    if len(rng) != n:
+        raise ValueError(f"{name} must give one seed or Generator per prompt ({n}), got "
+                         f"{len(rng)}")
     out = []
-    for g in rngs:
-        if isinstance(g, torch.Generator):
-            out.append(g)
-        elif isinstance(g, numbers.Integral) and not isinstance(g, bool):
-            out.append(torch.Generator().manual_seed(int(g)))
+    for r in rng:
+        if isinstance(r, torch.Generator):
+            out.append(r)
         else:
-            raise TypeError(f"rngs entries must be torch.Generator or int seeds, got {g!r}")
+            out.append(torch.Generator().manual_seed(check_int(r, f"{name} seed", minimum=0)))
     return out
+
 
 
 # ---- the model runner: one cache, left padding, explicit positions ---------------------------
@@ -310,7 +317,7 @@ def sample(lm, prompt_ids, *, max_new_tokens, temperature=1.0, top_k=None, top_p
     if temperature == 0.0 and rngs is None:
         u = torch.zeros((B, max_new_tokens), dtype=torch.float64)
     else:
-        gens = _generators(rngs, B)
+        gens = make_rngs(rngs, B, name="rngs")
         u = torch.stack([torch.rand(max_new_tokens, generator=g, dtype=torch.float64)
                          for g in gens])
 
