@@ -74,6 +74,15 @@ def two_step(lm):
     return first, second
 
 
+def softmax_laws(target, draft):
+    """``(p1, p2, q1, q2, law)``: both models' unwarped laws at the two positions of
+    :func:`two_step`, and the target's joint law of the two tokens."""
+    t1, t2 = two_step(target)
+    d1, d2 = two_step(draft)
+    p1, p2 = t1.softmax(-1), t2.softmax(-1)
+    return p1, p2, d1.softmax(-1), d2.softmax(-1), product_law(p1, p2)
+
+
 def product_law(l1, l2):
     """``P(x1, x2) = l1(x1) l2[x1](x2)`` as a ``(V, V)`` array."""
     return np.asarray(l1)[:, None] * np.asarray(l2)
@@ -172,11 +181,7 @@ class KSeqNoRho(type(rules.kseq(2))):
 
 def test_lossless_sd_law_and_no_rollback_bug(models):
     target, draft, _ = models
-    t1, t2 = two_step(target)
-    d1, d2 = two_step(draft)
-    p1, p2 = t1.softmax(-1), t2.softmax(-1)
-    q1, q2 = d1.softmax(-1), d2.softmax(-1)
-    law = product_law(p1, p2)
+    p1, p2, q1, q2, law = softmax_laws(target, draft)
     # bug law: d1 rejected, then x1 ~ residual; x2 ~ target law with the stale d1, d2 visible
     a1 = torch.minimum(torch.ones(V, dtype=torch.float64), p1 / q1)
     r1 = positive_part_normalised(p1 - q1, p1)
@@ -220,11 +225,7 @@ def test_sd_under_temperature_and_top_p_law_and_q_before_warp_bug(models):
 ], ids=["recursive3-first", "recursive3-tree", "kseq3-first", "kseq2-tree"])
 def test_multidraft_law_and_rule_bug(models, rule, batch, bug_rule):
     target, draft, _ = models
-    t1, t2 = two_step(target)
-    d1, d2 = two_step(draft)
-    p1, p2 = t1.softmax(-1), t2.softmax(-1)
-    q1, q2 = d1.softmax(-1), d2.softmax(-1)
-    law = product_law(p1, p2)
+    p1, p2, q1, q2, law = softmax_laws(target, draft)
     pair = as_pair(p1.numpy(), p2.numpy(), q1.numpy(), q2.numpy())
     np.testing.assert_allclose(exact_joint_law(pair, rule, 2, 2, batch), law, atol=1e-12)
     bug = exact_joint_law(pair, bug_rule, 2, 2, batch)
